@@ -16,6 +16,12 @@ cp_bin_dir() {
     echo "${DOLPHIN_CACHE:-$HOME/.cache/dolphin}/controlplane/$(cp_k8s_version)/bin"
 }
 
+# True if PID names a live process (a zombie, exited but not yet reaped, is not alive).
+cp_pid_alive() {
+    [[ $1 =~ ^[0-9]+$ && -r /proc/$1/stat ]] || return 1
+    [[ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" != Z ]]
+}
+
 cp_log() {
     printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2
 }

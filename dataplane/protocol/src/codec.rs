@@ -41,7 +41,10 @@ pub enum EncodeError {
 }
 
 /// Encodes any frame (or other value) in the given encoding.
-pub fn encode<T: Serialize + ?Sized>(value: &T, encoding: Encoding) -> Result<Vec<u8>, EncodeError> {
+pub fn encode<T: Serialize + ?Sized>(
+    value: &T,
+    encoding: Encoding,
+) -> Result<Vec<u8>, EncodeError> {
     Ok(match encoding {
         Encoding::Json => serde_json::to_vec(value)?,
         Encoding::MsgPack => rmp_serde::to_vec_named(value)?,
@@ -64,8 +67,7 @@ pub fn decode_client(bytes: &[u8], encoding: Encoding) -> Result<ClientFrame, De
         Ok(frame) => return Ok(frame),
         Err(reason) => reason,
     };
-    let Ok(serde_json::Value::Object(object)) = decode::<serde_json::Value>(bytes, encoding)
-    else {
+    let Ok(serde_json::Value::Object(object)) = decode::<serde_json::Value>(bytes, encoding) else {
         return Err(DecodeError {
             rid: None,
             unknown_type: false,

@@ -119,7 +119,8 @@ impl Topology {
             let mut replica_ids = BTreeSet::new();
             for replica in &shard.replicas {
                 if !replica_ids.insert(replica.id) {
-                    problems.push(format!("shard {}: replica {} appears twice", shard.id, replica.id));
+                    problems
+                        .push(format!("shard {}: replica {} appears twice", shard.id, replica.id));
                 }
                 if replica.id == 0 {
                     problems.push(format!("shard {}: replica ids start at 1", shard.id));

@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# Proves the control plane does what the operator's end-to-end tests rely on.
+#
+#   e2e/controlplane/smoke.sh [STATE_DIR]    (default: a new temporary folder, removed after)
+#
+# Builds (or reuses the cache), starts a cluster with 3 fake nodes, then checks that a
+# Deployment and a StatefulSet with a volumeClaimTemplate get Running, Ready pods with IPs on
+# the fake nodes, that claims are bound, that ServiceAccount tokens are issued, and that
+# deleting owners removes their children (the garbage collector), and stops the cluster.
+# Exits non-zero at the first failed check, saying what probably hung.
+set -euo pipefail
+
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# Bounds of each wait, in seconds.
+ROLLOUT_TIMEOUT=90
+DELETE_TIMEOUT=90
+NS=dolphin-smoke
+PASSED=0
+
+pass() {
+    PASSED=$((PASSED + 1))
+    cp_log "ok: $*"
+}
+
+kube() {
+    "$DOLPHIN_CP_BIN/kubectl" --request-timeout=10s "$@"
+}
+
+jsonpath() {
+    kube get --namespace "$NS" "$1" -o "jsonpath=$2" 2>/dev/null
+}
+
+equals() {
+    [[ "$(jsonpath "$1" "$2")" == "$3" ]]
+}
+
+count() {
+    local n
+    n="$(kube get --namespace "$NS" "$@" -o name 2>/dev/null | wc -l)"
+    echo "$n"
+}
+
+none_left() {
+    [[ "$(count "$@")" == 0 ]]
+}
+
+# Each pod with LABEL is Running, Ready, on a fake node and has a pod IP.
+pods_running_on_fake_nodes() {
+    local label="$1" want="$2" lines line
+    lines="$(kube get pods --namespace "$NS" -l "$label" -o jsonpath='{range .items[*]}
+{.status.phase} {.spec.nodeName} {.status.podIP} \
+{.status.conditions[?(@.type=="Ready")].status}{end}' 2>/dev/null | sed '/^$/d')"
+    [[ "$(echo "$lines" | grep -c .)" == "$want" ]] || return 1
+    while read -r line; do
+        [[ $line =~ ^Running\ fake-node-[1-3]\ [0-9.]+\ True$ ]] || return 1
+    done <<<"$lines"
+}
+
+apply_workloads() {
+    kube apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: $NS
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: $NS
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: web
+          # Never pulled: the fake nodes run no containers.
+          image: example.invalid/dolphin/web:smoke
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: db
+  namespace: $NS
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports:
+    - port: 5000
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+  namespace: $NS
+spec:
+  serviceName: db
+  replicas: 2
+  selector:
+    matchLabels: {app: db}
+  # Claims are owned by the StatefulSet, so deleting it must remove them too.
+  persistentVolumeClaimRetentionPolicy:
+    whenDeleted: Delete
+    whenScaled: Delete
+  template:
+    metadata:
+      labels: {app: db}
+    spec:
+      containers:
+        - name: db
+          image: example.invalid/dolphin/db:smoke
+          volumeMounts:
+            - name: data
+              mountPath: /data
+  volumeClaimTemplates:
+    - metadata:
+        name: data
+      spec:
+        accessModes: [ReadWriteOnce]
+        resources:
+          requests:
+            storage: 1Gi
+EOF
+}
+
+check_workloads() {
+    cp_wait "$ROLLOUT_TIMEOUT" "Deployment web to report readyReplicas=2" \
+        "the scheduler or kwok's pod Stage (logs/kube-scheduler.log, logs/kwok.log)" \
+        equals deployment/web '{.status.readyReplicas}' 2
+    cp_wait 10 "2 pods of web Running and Ready on fake nodes" \
+        "kwok's pod Stage (logs/kwok.log)" pods_running_on_fake_nodes app=web 2
+    pass "Deployment web has 2 ready replicas, Running on fake nodes with pod IPs"
+
+    cp_wait "$ROLLOUT_TIMEOUT" "claims data-db-0 and data-db-1 to be Bound" \
+        "the host-path provisioner (logs/kube-controller-manager.log)" \
+        equals pvc '{.items[*].status.phase}' 'Bound Bound'
+    pass "StatefulSet claims are Bound to provisioned volumes"
+
+    cp_wait "$ROLLOUT_TIMEOUT" "StatefulSet db to report readyReplicas=2" \
+        "the scheduler's volume binding or kwok (logs/kube-scheduler.log, logs/kwok.log)" \
+        equals statefulset/db '{.status.readyReplicas}' 2
+    cp_wait 10 "2 pods of db Running and Ready on fake nodes" \
+        "kwok's pod Stage (logs/kwok.log)" pods_running_on_fake_nodes app=db 2
+    pass "StatefulSet db has 2 ready replicas, Running on fake nodes with pod IPs"
+}
+
+check_service_account_tokens() {
+    local token user
+    token="$(kube create token default --namespace "$NS" --duration=10m)"
+    [[ $token == *.*.* ]] || cp_die "kubectl create token printed no JWT: $token"
+
+    # The token alone authenticates as the ServiceAccount: the signing and verifying keys
+    # match. No kubeconfig, so the admin certificate is not sent beside it.
+    user="$(kube --kubeconfig=/dev/null --server="$DOLPHIN_CP_API_SERVER" \
+        --certificate-authority="$DOLPHIN_CP_STATE/pki/ca.crt" --token="$token" \
+        auth whoami -o jsonpath='{.status.userInfo.username}')"
+    [[ $user == "system:serviceaccount:$NS:default" ]] ||
+        cp_die "the token of ServiceAccount $NS/default authenticated as '$user'"
+    pass "ServiceAccount tokens are issued and accepted"
+}
+
+check_cascading_delete() {
+    kube delete deployment web --namespace "$NS" --cascade=foreground --wait=false >/dev/null
+    cp_wait "$DELETE_TIMEOUT" "Deployment web's ReplicaSet and pods to be deleted" \
+        "the garbage collector (logs/kube-controller-manager.log) or kwok's delete Stage" \
+        none_left replicasets,pods -l app=web
+    cp_wait 10 "Deployment web itself to be deleted" \
+        "the garbage collector, which removes the foregroundDeletion finalizer" \
+        none_left deployment/web --ignore-not-found
+    pass "foreground delete of the Deployment removed its ReplicaSet and pods"
+
+    kube delete statefulset db --namespace "$NS" --wait=false >/dev/null
+    cp_wait "$DELETE_TIMEOUT" "StatefulSet db's pods and claims to be deleted" \
+        "the garbage collector (logs/kube-controller-manager.log) or kwok's delete Stage" \
+        none_left pods,pvc -l app=db
+    pass "background delete of the StatefulSet removed its pods and claims"
+
+    kube delete namespace "$NS" --wait=false >/dev/null
+    cp_wait "$DELETE_TIMEOUT" "namespace $NS to be deleted" \
+        "the namespace controller (logs/kube-controller-manager.log)" \
+        none_left_cluster namespace "$NS"
+    cp_wait "$DELETE_TIMEOUT" "the released volumes to be deleted" \
+        "the host-path deleter (logs/kube-controller-manager.log)" none_left_cluster pv
+    pass "namespace deletion finished and the volumes were reclaimed"
+}
+
+none_left_cluster() {
+    [[ -z "$(kube get "$@" -o name --ignore-not-found 2>/dev/null)" ]]
+}
+
+main() {
+    local started=$SECONDS
+    # Globals: the EXIT trap runs after main has returned.
+    state="${1:-}"
+    own_state=false
+    if [[ -z $state ]]; then
+        state="$(mktemp -d /tmp/dolphin-smoke.XXXXXX)"
+        own_state=true
+    fi
+    # Stop the cluster however this script ends; keep the state and logs of a failed run.
+    trap 'rc=$?
+          "$CP_DIR/stop.sh" "$state" >/dev/null 2>&1 || true
+          if ((rc == 0)) && [[ $own_state == true ]]; then rm -rf "$state"; fi
+          if ((rc != 0)); then cp_log "smoke failed; logs are in $state/logs"; fi' EXIT
+
+    local t0=$SECONDS
+    "$CP_DIR/build.sh" >/dev/null
+    cp_log "build: $((SECONDS - t0))s"
+    t0=$SECONDS
+    "$CP_DIR/start.sh" "$state" 3
+    cp_log "start: $((SECONDS - t0))s"
+
+    set -a
+    source "$state/env"
+    set +a
+    t0=$SECONDS
+    apply_workloads
+    check_workloads
+    check_service_account_tokens
+    check_cascading_delete
+    cp_log "checks: $((SECONDS - t0))s"
+
+    t0=$SECONDS
+    "$CP_DIR/stop.sh" "$state"
+    if "$CP_DIR/stop.sh" --check "$state"; then
+        cp_die "a component still runs after stop.sh $state"
+    fi
+    pass "stop.sh stopped every component"
+    cp_log "stop: $((SECONDS - t0))s; total: $((SECONDS - started))s"
+    echo "smoke: $PASSED passed, 0 failed"
+}
+
+main "$@"

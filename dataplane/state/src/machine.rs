@@ -93,12 +93,14 @@ fn send<K: Kv>(
     body: &Body,
     ts: i64,
 ) -> StateResult<Applied, K> {
-    // A resend of a cid in the window gets the first message again, only to the sender: the
-    // other members got it when it was first ordered.
+    // A resend of a cid in the window pushes the first message again, to every member: a
+    // resend usually means a crash lost track of whether the first push happened, and
+    // clients drop repeats by (conv, seq).
     if let Some(entry) = get::<DedupeEntry, K>(kv, Table::Dedupe, &pair_key(from, cid))? {
         let outcome = Outcome::Sent { conv: entry.conv.clone(), seq: entry.seq, duplicate: true };
+        let recipients = members_of(kv, &entry.conv)?;
         let events = message(kv, &entry.conv, entry.seq)?
-            .map(|msg| Event::Message { msg: Arc::new(msg), recipients: Arc::from([from.into()]) })
+            .map(|msg| Event::Message { msg: Arc::new(msg), recipients })
             .into_iter()
             .collect();
         return Ok(Applied { outcome, events });

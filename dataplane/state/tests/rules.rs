@@ -59,7 +59,7 @@ fn the_first_direct_message_opens_the_conversation_at_seq_one() {
 }
 
 #[test]
-fn a_resent_cid_makes_no_second_message_and_pushes_the_first_to_its_sender() {
+fn a_resent_cid_makes_no_second_message_and_pushes_the_first_again() {
     let mut kv = MemKv::default();
     send(&mut kv, "d:alice:bob", "alice", "c1");
     let again = send(&mut kv, "d:alice:bob", "alice", "c1");
@@ -68,7 +68,7 @@ fn a_resent_cid_makes_no_second_message_and_pushes_the_first_to_its_sender() {
         Outcome::Sent { conv: "d:alice:bob".into(), seq: 1, duplicate: true }
     );
     let Event::Message { msg, recipients } = &again.events[0] else { panic!("no message") };
-    assert_eq!((msg.seq, &recipients[..]), (1, &["alice".to_string()][..]));
+    assert_eq!((msg.seq, &recipients[..]), (1, &["alice".to_string(), "bob".to_string()][..]));
     assert_eq!(seqs(&kv, "alice", "d:alice:bob"), [1]);
 }
 

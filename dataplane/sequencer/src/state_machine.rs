@@ -1,0 +1,287 @@
+//! The applied state of one replica, in its own redb file, driven by openraft.
+//!
+//! Each call to `apply` is one write transaction over every entry it is given, committed with
+//! an fsync together with the last applied log id, so the state on disk always matches a
+//! prefix of the log. Applied events go to the [`EventBus`] only after that commit: nothing is
+//! pushed that a crash could take back.
+
+use std::fmt::Debug;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use dolphin_state::{Event, Outcome};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::bus::EventBus;
+use crate::metrics::SequencerMetrics;
+use crate::redb_kv::{ReadKv, WriteKv};
+use crate::snapshot::{SnapshotDir, load_dump, write_dump};
+use crate::types::{BatchResult, Entry, LogId, StorageError, StoredMembership, TypeConfig};
+
+const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
+const APPLIED_KEY: &str = "last_applied";
+const MEMBERSHIP_KEY: &str = "membership";
+
+fn sm_err(error: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write_state_machine(&error).into()
+}
+
+fn snap_err(error: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write_snapshot(None, &error).into()
+}
+
+/// The state machine of one replica.
+pub struct StateMachine {
+    db: Arc<Database>,
+    snapshots: SnapshotDir,
+    bus: EventBus,
+    /// Whether this replica pushes what it applies: only the leader does, so that each event
+    /// is pushed once per cluster rather than once per replica.
+    publishing: Arc<AtomicBool>,
+    metrics: SequencerMetrics,
+}
+
+impl Debug for StateMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateMachine").finish_non_exhaustive()
+    }
+}
+
+impl StateMachine {
+    /// Opens or creates the state in `path`, keeping snapshots in `snapshots`.
+    pub fn open(
+        path: &Path,
+        snapshots: SnapshotDir,
+        bus: EventBus,
+        publishing: Arc<AtomicBool>,
+        metrics: SequencerMetrics,
+    ) -> Result<Self, redb::Error> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        WriteKv::open(&txn)?;
+        txn.open_table(SM_META)?;
+        txn.commit()?;
+        snapshots.clean_incoming();
+        Ok(StateMachine { db: Arc::new(db), snapshots, bus, publishing, metrics })
+    }
+
+    /// The database, for reads.
+    pub fn database(&self) -> Arc<Database> {
+        self.db.clone()
+    }
+}
+
+fn read_meta(
+    txn: &redb::ReadTransaction,
+) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+    let table = txn.open_table(SM_META).map_err(sm_err)?;
+    let applied = match table.get(APPLIED_KEY).map_err(sm_err)? {
+        Some(bytes) => rmp_serde::from_slice(bytes.value()).map_err(sm_err)?,
+        None => None,
+    };
+    let membership = match table.get(MEMBERSHIP_KEY).map_err(sm_err)? {
+        Some(bytes) => rmp_serde::from_slice(bytes.value()).map_err(sm_err)?,
+        None => StoredMembership::default(),
+    };
+    Ok((applied, membership))
+}
+
+fn write_meta(
+    txn: &redb::WriteTransaction,
+    applied: &Option<LogId>,
+    membership: &StoredMembership,
+) -> Result<(), StorageError> {
+    let mut table = txn.open_table(SM_META).map_err(sm_err)?;
+    let applied = rmp_serde::to_vec_named(applied).map_err(sm_err)?;
+    let membership = rmp_serde::to_vec_named(membership).map_err(sm_err)?;
+    table.insert(APPLIED_KEY, applied.as_slice()).map_err(sm_err)?;
+    table.insert(MEMBERSHIP_KEY, membership.as_slice()).map_err(sm_err)?;
+    Ok(())
+}
+
+/// Applies `entries` in one durable transaction, returning one result per entry.
+fn apply_entries(db: &Database, entries: Vec<Entry>) -> Result<Vec<BatchResult>, StorageError> {
+    let mut txn = db.begin_write().map_err(sm_err)?;
+    txn.set_durability(Durability::Immediate).map_err(sm_err)?;
+    let (mut applied, mut membership) = {
+        let table = txn.open_table(SM_META).map_err(sm_err)?;
+        let applied = match table.get(APPLIED_KEY).map_err(sm_err)? {
+            Some(bytes) => rmp_serde::from_slice(bytes.value()).map_err(sm_err)?,
+            None => None,
+        };
+        let membership = match table.get(MEMBERSHIP_KEY).map_err(sm_err)? {
+            Some(bytes) => rmp_serde::from_slice(bytes.value()).map_err(sm_err)?,
+            None => StoredMembership::default(),
+        };
+        (applied, membership)
+    };
+    let mut results = Vec::with_capacity(entries.len());
+    {
+        let mut kv = WriteKv::open(&txn).map_err(sm_err)?;
+        for entry in entries {
+            applied = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => results.push(BatchResult::default()),
+                EntryPayload::Normal(batch) => {
+                    let mut result =
+                        BatchResult { applied: Vec::with_capacity(batch.commands.len()) };
+                    for command in &batch.commands {
+                        let outcome = dolphin_state::apply(&mut kv, command).map_err(|e| {
+                            StorageError::from(StorageIOError::apply(entry.log_id, &e))
+                        })?;
+                        result.applied.push(outcome);
+                    }
+                    results.push(result);
+                }
+                EntryPayload::Membership(change) => {
+                    membership = StoredMembership::new(Some(entry.log_id), change);
+                    results.push(BatchResult::default());
+                }
+            }
+        }
+    }
+    write_meta(&txn, &applied, &membership)?;
+    txn.commit().map_err(sm_err)?;
+    Ok(results)
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let txn = self.db.begin_read().map_err(sm_err)?;
+        read_meta(&txn)
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BatchResult>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let db = self.db.clone();
+        let started = Instant::now();
+        let results = tokio::task::spawn_blocking(move || apply_entries(&db, entries))
+            .await
+            .map_err(sm_err)??;
+        self.metrics.apply_seconds.observe(started.elapsed().as_secs_f64());
+
+        let mut events = Vec::new();
+        for applied in results.iter().flat_map(|r| &r.applied) {
+            match &applied.outcome {
+                Outcome::Sent { duplicate: false, .. } => self.metrics.messages_ordered.inc(),
+                Outcome::Refused(refusal) => {
+                    self.metrics.rejects.with_label_values(&[refusal.code.as_str()]).inc()
+                }
+                _ => {}
+            }
+            events.extend(applied.events.iter().cloned());
+        }
+        if self.publishing.load(Ordering::Acquire) && !events.is_empty() {
+            self.bus.publish(Arc::<[Event]>::from(events)).await;
+        }
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder { db: self.db.clone(), snapshots: self.snapshots.clone() }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let path = self.snapshots.temp_path();
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .await
+            .map_err(snap_err)?;
+        // The name is not needed again: install_snapshot copies the content it is given.
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, openraft::BasicNode>,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
+        let mut file = snapshot.into_std().await;
+        let db = self.db.clone();
+        let snapshots = self.snapshots.clone();
+        let meta = meta.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Seek, SeekFrom};
+            file.seek(SeekFrom::Start(0)).map_err(snap_err)?;
+            // Keep a copy as this replica's current snapshot, for followers it will feed.
+            let copy_path = snapshots.temp_path();
+            let mut copy = std::fs::File::create(&copy_path).map_err(snap_err)?;
+            std::io::copy(&mut file, &mut copy).map_err(snap_err)?;
+            copy.sync_all().map_err(snap_err)?;
+            file.seek(SeekFrom::Start(0)).map_err(snap_err)?;
+
+            let mut txn = db.begin_write().map_err(snap_err)?;
+            txn.set_durability(Durability::Immediate).map_err(snap_err)?;
+            load_dump(&txn, file).map_err(snap_err)?;
+            write_meta(&txn, &meta.last_log_id, &meta.last_membership)?;
+            txn.commit().map_err(snap_err)?;
+            snapshots.promote(&copy_path, &meta).map_err(snap_err)?;
+            Ok::<_, StorageError>(())
+        })
+        .await
+        .map_err(snap_err)??;
+        self.snapshots.clean_incoming();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let Some((meta, file)) = self.snapshots.current().map_err(snap_err)? else {
+            return Ok(None);
+        };
+        Ok(Some(Snapshot { meta, snapshot: Box::new(tokio::fs::File::from_std(file)) }))
+    }
+}
+
+/// Builds a snapshot from a consistent read of the state while applying goes on.
+pub struct SnapshotBuilder {
+    db: Arc<Database>,
+    snapshots: SnapshotDir,
+}
+
+impl Debug for SnapshotBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotBuilder").finish_non_exhaustive()
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let db = self.db.clone();
+        let snapshots = self.snapshots.clone();
+        let (meta, path) = tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(snap_err)?;
+            let (applied, membership) = read_meta(&txn)?;
+            let kv = ReadKv::from_txn(&txn).map_err(snap_err)?;
+            let path = snapshots.temp_path();
+            write_dump(&kv, &path).map_err(snap_err)?;
+            let snapshot_id = match applied {
+                Some(id) => {
+                    format!("{}-{}-{:08x}", id.leader_id.term, id.index, rand::random::<u32>())
+                }
+                None => format!("0-0-{:08x}", rand::random::<u32>()),
+            };
+            let meta =
+                SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id };
+            let path = snapshots.promote(&path, &meta).map_err(snap_err)?;
+            Ok::<_, StorageError>((meta, path))
+        })
+        .await
+        .map_err(snap_err)??;
+        let file = tokio::fs::File::open(&path).await.map_err(snap_err)?;
+        Ok(Snapshot { meta, snapshot: Box::new(file) })
+    }
+}

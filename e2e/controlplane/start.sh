@@ -214,10 +214,13 @@ start_etcd() {
 
 start_apiserver() {
     local pki="$STATE/pki"
+    # --endpoint-reconciler-type=none: the reconciler refuses a loopback address for the
+    # "kubernetes" Service's endpoints. Nothing here runs in a pod to need them.
     launch kube-apiserver "$BIN/kube-apiserver" \
         --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
         --bind-address=127.0.0.1 \
         --advertise-address=127.0.0.1 \
+        --endpoint-reconciler-type=none \
         --secure-port="$API_PORT" \
         --tls-cert-file="$pki/apiserver.crt" \
         --tls-private-key-file="$pki/apiserver.key" \

@@ -10,6 +10,7 @@ pub mod error;
 pub mod log_store;
 pub mod metrics;
 pub mod network;
+pub mod query;
 pub mod redb_kv;
 pub mod shard;
 pub mod snapshot;

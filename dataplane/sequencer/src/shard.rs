@@ -203,6 +203,11 @@ impl Shard {
         self.bus.subscribe(capacity)
     }
 
+    /// Whether this replica believes it leads its shard.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.replica)
+    }
+
     /// The Raft handle, for the network server and the admin API.
     pub fn raft(&self) -> &Raft {
         &self.raft

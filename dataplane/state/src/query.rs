@@ -8,12 +8,14 @@ use std::ops::Bound;
 use dolphin_protocol::ids::ConvRef;
 use dolphin_protocol::{ConvKind, ConversationItem, ErrorCode, Group, Message};
 
+use serde::{Deserialize, Serialize};
+
 use crate::event::Refusal;
 use crate::kv::{self, KvRead, Table, pair_key, prefix_range, second_part, seq_key};
 use crate::machine::{StateResult, conv_meta, member, member_entries, members_of};
 
 /// Which side of a seq a fetch reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Direction {
     /// Messages with seq > n, oldest first.
     After(u64),
@@ -22,7 +24,7 @@ pub enum Direction {
 }
 
 /// A page of messages and the conversation's newest seq.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Page {
     pub max_seq: u64,
     pub messages: Vec<Message>,
@@ -81,7 +83,7 @@ pub fn fetch<K: KvRead>(
 }
 
 /// A page of a user's conversations.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConvPage {
     pub items: Vec<ConversationItem>,
     /// Whether more conversations follow the last item.

@@ -1,0 +1,308 @@
+//! One client connection, from `hello` to close.
+//!
+//! A single task owns the socket and is the only writer, so the order of frames on the wire is
+//! decided in one place. Requests run in their own tasks and hand their replies back through a
+//! channel; pushes arrive through the connection's bounded queue.
+//!
+//! The sending device always sees `accepted` before the `msg` or `rejected` of the same cid:
+//! if the push overtakes the reply (it can: the shard publishes before the proposer hears
+//! back), the push writes `accepted` first, and the late reply is dropped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use dolphin_protocol::codec::{self, Encoding};
+use dolphin_protocol::{Accepted, ErrorCode, Hello, ServerFrame};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info_span, Instrument};
+
+use crate::frame::{self, SharedFrame};
+use crate::handler::{self, Action, Caller, Context};
+
+/// Close code sent to a device disconnected for not keeping up with its pushes.
+pub const CLOSE_TOO_SLOW: u16 = 4000;
+/// Close code sent when the edge shuts down.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// The most queued frames written before one flush.
+const WRITE_BATCH: usize = 64;
+
+enum Reply {
+    Frame(ServerFrame),
+    Accepted { rid: String, cid: String },
+    SendFailed { rid: String, cid: String, error: ServerFrame },
+}
+
+struct Conn {
+    ctx: Arc<Context>,
+    caller: Caller,
+    encoding: Encoding,
+    /// Sends under way by cid, with their request ids and start times.
+    pending: HashMap<String, Vec<(String, Instant)>>,
+}
+
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+
+/// Serves one upgraded connection until either side closes it or the edge shuts down.
+pub async fn serve(
+    socket: WebSocket,
+    ctx: Arc<Context>,
+    caller: Caller,
+    encoding: Encoding,
+    shutdown: CancellationToken,
+) {
+    let span = info_span!("connection", user = %caller.user, device = %caller.device);
+    run(socket, ctx, caller, encoding, shutdown).instrument(span).await
+}
+
+async fn run(
+    socket: WebSocket,
+    ctx: Arc<Context>,
+    caller: Caller,
+    encoding: Encoding,
+    shutdown: CancellationToken,
+) {
+    let (mut sink, mut stream) = socket.split();
+    let (push_tx, mut pushes) = mpsc::channel::<Arc<SharedFrame>>(ctx.config.outbound_capacity);
+    let (reply_tx, mut replies) = mpsc::channel::<Reply>(ctx.config.max_inflight_requests);
+    let inflight = Arc::new(Semaphore::new(ctx.config.max_inflight_requests));
+    let kicked = CancellationToken::new();
+    let session =
+        ctx.sessions.add(&caller.user, &caller.device, encoding, push_tx, kicked.clone());
+    ctx.metrics.connections.inc();
+    ctx.metrics.connections_opened.inc();
+    debug!("connected");
+
+    let mut conn = Conn { ctx: ctx.clone(), caller, encoding, pending: HashMap::new() };
+    let hello = ServerFrame::Hello(Hello {
+        user: conn.caller.user.clone(),
+        device: conn.caller.device.clone(),
+        epoch: ctx.config.epoch.clone(),
+        heartbeat_ms: ctx.config.heartbeat.as_millis() as u64,
+    });
+    let mut open = conn.write(&mut sink, &hello).await && sink.flush().await.is_ok();
+
+    let heartbeat = ctx.config.heartbeat;
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    let mut last_heard = Instant::now();
+    while open {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => {
+                close(&mut sink, CLOSE_GOING_AWAY, "server shutting down").await;
+                break;
+            }
+            () = kicked.cancelled() => {
+                close(&mut sink, CLOSE_TOO_SLOW, "too slow to take pushes; reconnect and sync").await;
+                break;
+            }
+            Some(reply) = replies.recv() => {
+                open = conn.reply(&mut sink, reply).await;
+                open = open && conn.drain(&mut sink, &mut pushes, &mut replies).await;
+            }
+            Some(push) = pushes.recv() => {
+                open = conn.push(&mut sink, &push).await;
+                open = open && conn.drain(&mut sink, &mut pushes, &mut replies).await;
+            }
+            incoming = stream.next() => {
+                last_heard = Instant::now();
+                match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        open = conn.incoming(&mut sink, text.as_bytes(), Encoding::Json, &reply_tx, &inflight).await;
+                    }
+                    Some(Ok(Message::Binary(bytes))) => {
+                        open = conn.incoming(&mut sink, &bytes, Encoding::MsgPack, &reply_tx, &inflight).await;
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Err(error)) => {
+                        debug!(%error, "connection failed");
+                        break;
+                    }
+                }
+            }
+            _ = ticker.tick() => {
+                if last_heard.elapsed() > heartbeat * 2 {
+                    close(&mut sink, 1000, "no heartbeat").await;
+                    break;
+                }
+                open = sink.send(Message::Ping(Default::default())).await.is_ok();
+            }
+        }
+    }
+
+    ctx.sessions.remove(&conn.caller.user, session);
+    ctx.metrics.connections.dec();
+    debug!("disconnected");
+}
+
+async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
+    let frame = CloseFrame { code, reason: reason.into() };
+    let _ = sink.send(Message::Close(Some(frame))).await;
+}
+
+impl Conn {
+    /// Queues one frame on the socket without flushing.
+    async fn write(&self, sink: &mut Sink, frame: &ServerFrame) -> bool {
+        self.count_out(frame);
+        sink.feed(frame::message(frame, self.encoding)).await.is_ok()
+    }
+
+    fn count_out(&self, frame: &ServerFrame) {
+        self.ctx.metrics.frames_out.with_label_values(&[frame.type_name()]).inc();
+        if let ServerFrame::Error(error) = frame {
+            self.ctx.metrics.errors.with_label_values(&[error.code.as_str()]).inc();
+        }
+    }
+
+    /// Writes whatever else is already queued, then flushes once.
+    async fn drain(
+        &mut self,
+        sink: &mut Sink,
+        pushes: &mut mpsc::Receiver<Arc<SharedFrame>>,
+        replies: &mut mpsc::Receiver<Reply>,
+    ) -> bool {
+        for _ in 0..WRITE_BATCH {
+            let open = if let Ok(reply) = replies.try_recv() {
+                self.reply(sink, reply).await
+            } else if let Ok(push) = pushes.try_recv() {
+                self.push(sink, &push).await
+            } else {
+                break;
+            };
+            if !open {
+                return false;
+            }
+        }
+        sink.flush().await.is_ok()
+    }
+
+    /// Writes `accepted` for every send of `cid` still waiting for it.
+    async fn accept(&mut self, sink: &mut Sink, cid: &str) -> bool {
+        let Some(waiting) = self.pending.remove(cid) else { return true };
+        for (rid, started) in waiting {
+            self.ctx.metrics.send_accepted_seconds.observe(started.elapsed().as_secs_f64());
+            let frame = ServerFrame::Accepted(Accepted { rid, cid: cid.to_owned() });
+            if !self.write(sink, &frame).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn reply(&mut self, sink: &mut Sink, reply: Reply) -> bool {
+        match reply {
+            Reply::Frame(frame) => self.write(sink, &frame).await,
+            Reply::Accepted { rid, cid } => {
+                // Answer this rid if the push has not already done it.
+                let Some(waiting) = self.pending.get_mut(&cid) else { return true };
+                let Some(at) = waiting.iter().position(|(r, _)| *r == rid) else { return true };
+                let (rid, started) = waiting.remove(at);
+                if waiting.is_empty() {
+                    self.pending.remove(&cid);
+                }
+                self.ctx.metrics.send_accepted_seconds.observe(started.elapsed().as_secs_f64());
+                self.write(sink, &ServerFrame::Accepted(Accepted { rid, cid })).await
+            }
+            Reply::SendFailed { rid, cid, error } => {
+                let Some(waiting) = self.pending.get_mut(&cid) else { return true };
+                let Some(at) = waiting.iter().position(|(r, _)| *r == rid) else { return true };
+                waiting.remove(at);
+                if waiting.is_empty() {
+                    self.pending.remove(&cid);
+                }
+                self.write(sink, &error).await
+            }
+        }
+    }
+
+    async fn push(&mut self, sink: &mut Sink, push: &SharedFrame) -> bool {
+        let own_cid = match &push.frame {
+            ServerFrame::Msg(msg)
+                if msg.from == self.caller.user && msg.device == self.caller.device =>
+            {
+                if let Some(waiting) = self.pending.get(&msg.cid)
+                    && let Some((_, started)) = waiting.first()
+                {
+                    self.ctx.metrics.send_push_seconds.observe(started.elapsed().as_secs_f64());
+                }
+                Some(msg.cid.as_str())
+            }
+            ServerFrame::Rejected(rejected) => Some(rejected.cid.as_str()),
+            _ => None,
+        };
+        if let Some(cid) = own_cid
+            && !self.accept(sink, cid).await
+        {
+            return false;
+        }
+        self.count_out(&push.frame);
+        sink.feed(push.message(self.encoding)).await.is_ok()
+    }
+
+    async fn incoming(
+        &mut self,
+        sink: &mut Sink,
+        bytes: &[u8],
+        encoding: Encoding,
+        replies: &mpsc::Sender<Reply>,
+        inflight: &Arc<Semaphore>,
+    ) -> bool {
+        let frame = match codec::decode_client(bytes, encoding) {
+            Ok(frame) => frame,
+            Err(error) => {
+                self.ctx.metrics.frames_in.with_label_values(&["invalid"]).inc();
+                let reply = ServerFrame::error(error.rid, ErrorCode::BadRequest, error.reason);
+                return self.write(sink, &reply).await && sink.flush().await.is_ok();
+            }
+        };
+        self.ctx.metrics.frames_in.with_label_values(&[frame.type_name()]).inc();
+
+        let action = handler::prepare(&self.ctx, &self.caller, frame);
+        if let Action::Reply(reply) = action {
+            return self.write(sink, &reply).await && sink.flush().await.is_ok();
+        }
+        // Reading waits here while the connection has too many requests under way.
+        let Ok(permit) = inflight.clone().acquire_owned().await else { return false };
+        let ctx = self.ctx.clone();
+        let caller = self.caller.clone();
+        let replies = replies.clone();
+        match action {
+            Action::Send { rid, cid, command } => {
+                let started = Instant::now();
+                self.pending.entry(cid.clone()).or_default().push((rid.clone(), started));
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let reply = match ctx.backend.submit(command).await {
+                        Ok(_) => Reply::Accepted { rid, cid },
+                        Err(error) => {
+                            let frame =
+                                ServerFrame::error(Some(rid.clone()), error.code(), error.to_string());
+                            Reply::SendFailed { rid, cid, error: frame }
+                        }
+                    };
+                    let _ = replies.send(reply).await;
+                });
+            }
+            Action::Request(frame) => {
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let reply = handler::request(&ctx, &caller, frame).await;
+                    let _ = replies.send(Reply::Frame(reply)).await;
+                });
+            }
+            Action::Typing { conv } => {
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    handler::typing(&ctx, &caller, conv).await;
+                });
+            }
+            Action::Reply(_) => {}
+        }
+        true
+    }
+}

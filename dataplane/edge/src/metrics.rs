@@ -1,0 +1,96 @@
+//! The metrics of an edge.
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+/// Counters and histograms of one edge.
+#[derive(Clone, Debug)]
+pub struct EdgeMetrics {
+    /// Open WebSocket connections.
+    pub connections: IntGauge,
+    /// Connections opened since start.
+    pub connections_opened: IntCounter,
+    /// Upgrades refused, by reason (`unauthorized`, `bad_request`).
+    pub refused: IntCounterVec,
+    /// Client frames received, by type (`invalid` for undecodable ones).
+    pub frames_in: IntCounterVec,
+    /// Frames sent, by type.
+    pub frames_out: IntCounterVec,
+    /// Error replies, by code.
+    pub errors: IntCounterVec,
+    /// Connections a single pushed frame was queued for.
+    pub fanout: Histogram,
+    /// Connections disconnected because their push queue was full.
+    pub overflows: IntCounter,
+    /// Time from receiving a `send` to answering `accepted`.
+    pub send_accepted_seconds: Histogram,
+    /// Time from receiving a `send` to queuing its `msg` for the sending device.
+    pub send_push_seconds: Histogram,
+}
+
+impl EdgeMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let latency = || prometheus::exponential_buckets(0.0005, 2.0, 15);
+        let metrics = EdgeMetrics {
+            connections: IntGauge::new("dolphin_edge_connections", "Open WebSocket connections.")?,
+            connections_opened: IntCounter::new(
+                "dolphin_edge_connections_opened_total",
+                "WebSocket connections opened.",
+            )?,
+            refused: IntCounterVec::new(
+                Opts::new("dolphin_edge_upgrades_refused_total", "WebSocket upgrades refused."),
+                &["reason"],
+            )?,
+            frames_in: IntCounterVec::new(
+                Opts::new("dolphin_edge_frames_in_total", "Client frames received."),
+                &["type"],
+            )?,
+            frames_out: IntCounterVec::new(
+                Opts::new("dolphin_edge_frames_out_total", "Frames sent to clients."),
+                &["type"],
+            )?,
+            errors: IntCounterVec::new(
+                Opts::new("dolphin_edge_error_replies_total", "Error replies sent, by code."),
+                &["code"],
+            )?,
+            fanout: Histogram::with_opts(
+                HistogramOpts::new(
+                    "dolphin_edge_push_fanout_connections",
+                    "Connections one pushed frame was queued for.",
+                )
+                .buckets(prometheus::exponential_buckets(1.0, 4.0, 9)?),
+            )?,
+            overflows: IntCounter::new(
+                "dolphin_edge_push_overflow_disconnects_total",
+                "Connections closed because their push queue was full.",
+            )?,
+            send_accepted_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "dolphin_edge_send_accepted_seconds",
+                    "Time from a send to its accepted reply.",
+                )
+                .buckets(latency()?),
+            )?,
+            send_push_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "dolphin_edge_send_push_seconds",
+                    "Time from a send to the push of its message to the sending device.",
+                )
+                .buckets(latency()?),
+            )?,
+        };
+        registry.register(Box::new(metrics.connections.clone()))?;
+        registry.register(Box::new(metrics.connections_opened.clone()))?;
+        registry.register(Box::new(metrics.refused.clone()))?;
+        registry.register(Box::new(metrics.frames_in.clone()))?;
+        registry.register(Box::new(metrics.frames_out.clone()))?;
+        registry.register(Box::new(metrics.errors.clone()))?;
+        registry.register(Box::new(metrics.fanout.clone()))?;
+        registry.register(Box::new(metrics.overflows.clone()))?;
+        registry.register(Box::new(metrics.send_accepted_seconds.clone()))?;
+        registry.register(Box::new(metrics.send_push_seconds.clone()))?;
+        Ok(metrics)
+    }
+}

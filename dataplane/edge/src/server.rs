@@ -1,0 +1,168 @@
+//! The edge's HTTP server: the WebSocket endpoint, health, readiness and metrics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use dolphin_protocol::{Encoding, MSGPACK_SUBPROTOCOL, ids};
+use prometheus::{Encoder, Registry, TextEncoder};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::backend::Backend;
+use crate::config::EdgeConfig;
+use crate::connection;
+use crate::dispatch;
+use crate::handler::{Caller, Context};
+use crate::metrics::EdgeMetrics;
+
+/// A running edge: its shared context and the tasks it must wait for on shutdown.
+#[derive(Clone, Debug)]
+pub struct Edge {
+    pub ctx: Arc<Context>,
+    registry: Registry,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Edge {
+    /// Creates an edge over `backend` and starts pushing what every shard replica publishes.
+    pub fn start(
+        config: EdgeConfig,
+        backend: Arc<Backend>,
+        registry: Registry,
+        shutdown: CancellationToken,
+    ) -> prometheus::Result<Self> {
+        let metrics = EdgeMetrics::register(&registry)?;
+        let ctx = Arc::new(Context::new(config, backend.clone(), metrics));
+        let tasks = TaskTracker::new();
+        for (_, link) in backend.links() {
+            match link {
+                crate::ShardLink::Local(replicas) => {
+                    for replica in replicas {
+                        let events = replica.subscribe(1024);
+                        tasks.spawn(dispatch::run(events, ctx.sessions.clone(), ctx.metrics.clone()));
+                    }
+                }
+            }
+        }
+        let limiter_ctx = ctx.clone();
+        let limiter_stop = shutdown.clone();
+        tasks.spawn(async move {
+            // Forget users idle long enough that their bucket is full again, so the limiter's
+            // memory follows active users rather than every user ever seen.
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    () = limiter_stop.cancelled() => break,
+                    _ = every.tick() => limiter_ctx.limiter.retain_recent(),
+                }
+            }
+        });
+        Ok(Edge { ctx, registry, shutdown, tasks })
+    }
+
+    /// The HTTP routes of the edge.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v1/ws", get(upgrade))
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(ready))
+            .route("/metrics", get(metrics))
+            .with_state(self.clone())
+    }
+
+    /// Waits for every connection and dispatcher to finish after the shutdown token fired.
+    pub async fn drained(&self, within: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(within, self.tasks.wait()).await.is_err() {
+            warn!(tasks = self.tasks.len(), "connections still open after the drain period");
+        }
+    }
+}
+
+/// Serves `edge` on `listener` until `shutdown` fires, then stops accepting and returns.
+pub async fn serve(listener: TcpListener, edge: Edge) -> std::io::Result<()> {
+    let shutdown = edge.shutdown.clone();
+    info!(addr = %listener.local_addr()?, "edge listening");
+    axum::serve(listener, edge.router()).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}
+
+#[derive(Debug, Deserialize)]
+struct ConnectParams {
+    token: Option<String>,
+    device: Option<String>,
+}
+
+async fn upgrade(
+    State(edge): State<Edge>,
+    Query(params): Query<ConnectParams>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let ctx = &edge.ctx;
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(token) = params.token.as_deref().or(bearer) else {
+        ctx.metrics.refused.with_label_values(&["unauthorized"]).inc();
+        return (StatusCode::UNAUTHORIZED, "missing token").into_response();
+    };
+    let user = match ctx.config.verifier.verify(token) {
+        Ok(user) => user,
+        Err(error) => {
+            ctx.metrics.refused.with_label_values(&["unauthorized"]).inc();
+            return (StatusCode::UNAUTHORIZED, error.to_string()).into_response();
+        }
+    };
+    let device = params.device.unwrap_or_else(|| "default".to_owned());
+    if !ids::is_valid_id(&device) {
+        ctx.metrics.refused.with_label_values(&["bad_request"]).inc();
+        let message = "device must be 1 to 64 characters of A-Z a-z 0-9 _ . @ -";
+        return (StatusCode::BAD_REQUEST, message).into_response();
+    }
+
+    let caller = Caller { user, device };
+    let ctx = ctx.clone();
+    let shutdown = edge.shutdown.clone();
+    let tasks = edge.tasks.clone();
+    ws.protocols([MSGPACK_SUBPROTOCOL])
+        .max_message_size(ctx.config.max_frame_bytes)
+        .max_frame_size(ctx.config.max_frame_bytes)
+        .on_upgrade(move |socket| {
+            let encoding = match socket.protocol() {
+                Some(p) if p.as_bytes() == MSGPACK_SUBPROTOCOL.as_bytes() => Encoding::MsgPack,
+                _ => Encoding::Json,
+            };
+            tasks.track_future(connection::serve(socket, ctx, caller, encoding, shutdown))
+        })
+}
+
+async fn ready(State(edge): State<Edge>) -> Response {
+    let leaderless = edge.ctx.backend.leaderless();
+    if leaderless.is_empty() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        let message = format!("shards without a leader: {leaderless:?}");
+        (StatusCode::SERVICE_UNAVAILABLE, message).into_response()
+    }
+}
+
+async fn metrics(State(edge): State<Edge>) -> Response {
+    let mut buffer = Vec::new();
+    let families = edge.registry.gather();
+    match TextEncoder::new().encode(&families, &mut buffer) {
+        Ok(()) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], buffer).into_response(),
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+    }
+}

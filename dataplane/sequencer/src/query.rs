@@ -1,0 +1,52 @@
+//! Reads a shard answers, as values, so that a local replica and a remote one answer the same
+//! requests.
+
+use dolphin_protocol::Group;
+use dolphin_state::Refusal;
+use dolphin_state::query::{self, ConvPage, Direction, Page};
+use serde::{Deserialize, Serialize};
+
+use crate::redb_kv::ReadKv;
+
+/// A read of a shard's state on behalf of a user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "query", rename_all = "snake_case")]
+pub enum Query {
+    Fetch { user: String, conv: String, direction: Direction, limit: u32 },
+    Sync { user: String, cursor: Option<String>, limit: u32 },
+    GroupInfo { user: String, conv: String },
+    Members { user: String, conv: String },
+}
+
+/// The answer to a [`Query`], variant for variant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+pub enum Answer {
+    Page { result: Result<Page, Refusal> },
+    Conversations { page: ConvPage },
+    Group { result: Result<Group, Refusal> },
+    Members { members: Option<Vec<String>> },
+}
+
+impl Query {
+    /// Runs the query on a consistent view of the state.
+    pub fn run(
+        &self,
+        kv: &ReadKv,
+    ) -> Result<Answer, dolphin_state::StateError<redb::Error>> {
+        Ok(match self {
+            Query::Fetch { user, conv, direction, limit } => Answer::Page {
+                result: query::fetch(kv, user, conv, *direction, *limit as usize)?,
+            },
+            Query::Sync { user, cursor, limit } => Answer::Conversations {
+                page: query::sync(kv, user, cursor.as_deref(), *limit as usize)?,
+            },
+            Query::GroupInfo { user, conv } => {
+                Answer::Group { result: query::group_info(kv, user, conv)? }
+            }
+            Query::Members { user, conv } => {
+                Answer::Members { members: query::members_for(kv, user, conv)? }
+            }
+        })
+    }
+}

@@ -37,15 +37,20 @@ need_go() {
     ((minor >= 26)) || cp_die "Go $(go env GOVERSION) is too old: k8s.io/kubernetes needs 1.26"
 }
 
-# start.sh needs openssl for the certificates; install it here, where root is expected.
-need_openssl() {
-    command -v openssl >/dev/null && return 0
+# start.sh needs openssl for the certificates and curl for health checks; they are installed
+# here, where root is expected.
+need_system_tools() {
+    local tool missing=()
+    for tool in openssl curl; do
+        command -v "$tool" >/dev/null || missing+=("$tool")
+    done
+    ((${#missing[@]} == 0)) && return 0
     if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
-        cp_die "openssl is missing; install it (Debian: apt-get install openssl)"
+        cp_die "missing ${missing[*]}; install them (Debian: apt-get install ${missing[*]})"
     fi
-    cp_log "installing openssl with apt-get"
+    cp_log "installing ${missing[*]} with apt-get"
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
 # Stamps the version the binaries report (kubectl version, /version, Helm's capabilities)
@@ -95,7 +100,7 @@ main() {
     bin="$(cp_bin_dir)"
     started=$SECONDS
 
-    need_openssl
+    need_system_tools
     key="$(cache_key)"
     mkdir -p "$(dirname "$bin")"
 

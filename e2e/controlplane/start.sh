@@ -80,7 +80,10 @@ make_pki() {
     local client="basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature
 extendedKeyUsage=clientAuth"
-    command -v openssl >/dev/null || cp_die "openssl is missing; build.sh installs it as root"
+    local tool
+    for tool in openssl curl; do
+        command -v "$tool" >/dev/null || cp_die "$tool is missing; build.sh installs it as root"
+    done
 
     openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/ca.key" \
         2>/dev/null
@@ -99,6 +102,9 @@ DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.clu
     # The names that the bootstrap RBAC roles are bound to.
     make_cert controller-manager "/CN=system:kube-controller-manager" "$client"
     make_cert scheduler "/CN=system:kube-scheduler" "$client"
+    # The API server's identity towards aggregated API servers (front proxy); published in
+    # kube-system/extension-apiserver-authentication, which the other components read.
+    make_cert front-proxy-client "/CN=front-proxy-client" "$client"
 
     # Signs ServiceAccount tokens (API server) and verifies them; the controller manager signs
     # the legacy token Secrets with it too.
@@ -185,9 +191,9 @@ kube() {
 }
 
 # Anonymous GET of /healthz on a component's own HTTPS port: allowed without credentials.
+# curl, not kubectl, which asks for a user name on stdin when it has no credentials.
 healthz() {
-    "$BIN/kubectl" --kubeconfig /dev/null --server "https://127.0.0.1:$1" \
-        --insecure-skip-tls-verify=true --request-timeout=2s get --raw /healthz
+    curl --fail --silent --insecure --max-time 2 "https://127.0.0.1:$1/healthz"
 }
 
 start_etcd() {
@@ -225,6 +231,13 @@ start_apiserver() {
         --tls-cert-file="$pki/apiserver.crt" \
         --tls-private-key-file="$pki/apiserver.key" \
         --client-ca-file="$pki/ca.crt" \
+        --requestheader-client-ca-file="$pki/ca.crt" \
+        --requestheader-allowed-names=front-proxy-client \
+        --requestheader-username-headers=X-Remote-User \
+        --requestheader-group-headers=X-Remote-Group \
+        --requestheader-extra-headers-prefix=X-Remote-Extra- \
+        --proxy-client-cert-file="$pki/front-proxy-client.crt" \
+        --proxy-client-key-file="$pki/front-proxy-client.key" \
         --authorization-mode=Node,RBAC \
         --service-account-issuer=https://kubernetes.default.svc.cluster.local \
         --service-account-key-file="$pki/sa.pub" \

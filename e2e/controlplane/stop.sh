@@ -22,7 +22,7 @@ ORDER=(kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
 ours() {
     local pid="$1" cmdline
     cp_pid_alive "$pid" || return 1
-    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    cmdline="$({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null)" || return 1
     [[ $cmdline == *"$STATE/"* ]]
 }
 
@@ -40,6 +40,22 @@ check() {
         fi
     done
     return 1
+}
+
+# The controller manager's host-path provisioner makes a folder under /tmp/hostpath_pv for
+# each volume and removes it only when the volume is deleted; a cluster stopped with volumes
+# left would leave them on the machine. Best effort: skipped when the API server is down.
+remove_volume_folders() {
+    local kubectl path
+    kubectl="$(sed -n 's/^DOLPHIN_CP_BIN=//p' "$STATE/env" 2>/dev/null)/kubectl"
+    [[ -x $kubectl && -f $STATE/kubeconfig ]] || return 0
+    "$kubectl" --kubeconfig "$STATE/kubeconfig" --request-timeout=5s get pv \
+        -o jsonpath='{range .items[*]}{.spec.hostPath.path}{"\n"}{end}' 2>/dev/null |
+        while read -r path; do
+            if [[ $path =~ ^/tmp/hostpath_pv/[0-9a-f-]+$ ]]; then
+                rm -rf "$path"
+            fi
+        done || true
 }
 
 stop_one() {
@@ -79,6 +95,7 @@ main() {
         check
         return
     fi
+    remove_volume_folders
     local name
     for name in "${ORDER[@]}"; do
         stop_one "$name"

@@ -55,7 +55,10 @@ impl Verifier {
             .iter()
             .map(|pem| DecodingKey::from_rsa_pem(pem).map_err(AuthError::BadKey))
             .collect::<Result<_, _>>()?;
-        Ok(Verifier { secret: DecodingKey::from_secret(secret).map_err(AuthError::BadKey)?, rsa_keys })
+        Ok(Verifier {
+            secret: DecodingKey::from_secret(secret).map_err(AuthError::BadKey)?,
+            rsa_keys,
+        })
     }
 
     /// The user a token names, if it is valid.

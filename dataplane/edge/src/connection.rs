@@ -18,13 +18,15 @@ use dolphin_protocol::{Accepted, ErrorCode, Hello, ServerFrame};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info_span, Instrument};
+use tracing::{Instrument, debug, info_span};
 
 use crate::frame::{self, SharedFrame};
 use crate::handler::{self, Action, Caller, Context};
 
 /// Close code sent to a device disconnected for not keeping up with its pushes.
 pub const CLOSE_TOO_SLOW: u16 = 4000;
+/// Close code sent for a frame over the size limit (RFC 6455: message too big).
+pub const CLOSE_TOO_BIG: u16 = 1009;
 /// Close code sent when the edge shuts down.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 
@@ -71,8 +73,7 @@ async fn run(
     let (reply_tx, mut replies) = mpsc::channel::<Reply>(ctx.config.max_inflight_requests);
     let inflight = Arc::new(Semaphore::new(ctx.config.max_inflight_requests));
     let kicked = CancellationToken::new();
-    let session =
-        ctx.sessions.add(&caller.user, &caller.device, encoding, push_tx, kicked.clone());
+    let session = ctx.sessions.add(&caller.user, &caller.device, encoding, push_tx, kicked.clone());
     ctx.metrics.connections.inc();
     ctx.metrics.connections_opened.inc();
     debug!("connected");
@@ -120,7 +121,9 @@ async fn run(
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_))) | None => break,
                     Some(Err(error)) => {
-                        debug!(%error, "connection failed");
+                        if is_too_big(error) {
+                            close(&mut sink, CLOSE_TOO_BIG, "frame over the size limit").await;
+                        }
                         break;
                     }
                 }
@@ -138,6 +141,15 @@ async fn run(
     ctx.sessions.remove(&conn.caller.user, session);
     ctx.metrics.connections.dec();
     debug!("disconnected");
+}
+
+/// Whether a read failed because the frame was over the size limit.
+fn is_too_big(error: axum::Error) -> bool {
+    debug!(%error, "connection failed");
+    match error.into_inner().downcast::<tokio_tungstenite::tungstenite::Error>() {
+        Ok(error) => matches!(*error, tokio_tungstenite::tungstenite::Error::Capacity(_)),
+        Err(_) => false,
+    }
 }
 
 async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
@@ -280,8 +292,11 @@ impl Conn {
                     let reply = match ctx.backend.submit(command).await {
                         Ok(_) => Reply::Accepted { rid, cid },
                         Err(error) => {
-                            let frame =
-                                ServerFrame::error(Some(rid.clone()), error.code(), error.to_string());
+                            let frame = ServerFrame::error(
+                                Some(rid.clone()),
+                                error.code(),
+                                error.to_string(),
+                            );
                             Reply::SendFailed { rid, cid, error: frame }
                         }
                     };

@@ -13,7 +13,11 @@ use crate::metrics::EdgeMetrics;
 use crate::sessions::Sessions;
 
 /// Delivers batches of applied events until the stream ends.
-pub async fn run(mut events: mpsc::Receiver<EventBatch>, sessions: Arc<Sessions>, metrics: EdgeMetrics) {
+pub async fn run(
+    mut events: mpsc::Receiver<EventBatch>,
+    sessions: Arc<Sessions>,
+    metrics: EdgeMetrics,
+) {
     while let Some(batch) = events.recv().await {
         for event in batch.iter() {
             deliver(event, &sessions, &metrics);

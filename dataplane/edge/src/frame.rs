@@ -4,8 +4,8 @@ use std::sync::OnceLock;
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
-use dolphin_protocol::codec::{self, Encoding};
 use dolphin_protocol::ServerFrame;
+use dolphin_protocol::codec::{self, Encoding};
 
 /// A frame pushed to many connections. Each encoding is produced at most once, by the first
 /// connection that needs it, and shared by reference count after that.

@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use dolphin_protocol::ids::{self, ConvRef};
 use dolphin_protocol::{
-    ClientFrame, ErrorCode, Messages, ServerFrame, TypingPush, DEFAULT_FETCH_LIMIT,
-    MAX_FETCH_LIMIT,
+    ClientFrame, DEFAULT_FETCH_LIMIT, ErrorCode, MAX_FETCH_LIMIT, Messages, ServerFrame, TypingPush,
 };
 use dolphin_sequencer::ShardError;
 use dolphin_sequencer::query::{Answer, Query};
@@ -33,7 +32,8 @@ pub struct Context {
 
 impl Context {
     pub fn new(config: EdgeConfig, backend: Arc<Backend>, metrics: EdgeMetrics) -> Self {
-        let rate = std::num::NonZeroU32::new(config.send_rate_per_sec.max(1)).unwrap_or(nonzero_one());
+        let rate =
+            std::num::NonZeroU32::new(config.send_rate_per_sec.max(1)).unwrap_or(nonzero_one());
         let burst = std::num::NonZeroU32::new(config.send_burst.max(1)).unwrap_or(nonzero_one());
         let limiter = RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst));
         Context { config, backend, sessions: Arc::new(Sessions::default()), metrics, limiter }
@@ -87,7 +87,10 @@ pub fn prepare(ctx: &Context, caller: &Caller, frame: ClientFrame) -> Action {
                 return bad(&send.rid, error.to_string());
             }
             if send.body.is_server_only() {
-                return bad(&send.rid, format!("only the server writes {} bodies", send.body.kind()));
+                return bad(
+                    &send.rid,
+                    format!("only the server writes {} bodies", send.body.kind()),
+                );
             }
             let size = serde_json::to_vec(&send.body).map(|v| v.len()).unwrap_or(usize::MAX);
             if size > ctx.config.max_body_bytes {
@@ -95,7 +98,11 @@ pub fn prepare(ctx: &Context, caller: &Caller, frame: ClientFrame) -> Action {
                     "the body is {size} bytes encoded, over the limit of {}",
                     ctx.config.max_body_bytes
                 );
-                return Action::Reply(ServerFrame::error(Some(send.rid), ErrorCode::TooLarge, message));
+                return Action::Reply(ServerFrame::error(
+                    Some(send.rid),
+                    ErrorCode::TooLarge,
+                    message,
+                ));
             }
             if ctx.limiter.check_key(&caller.user).is_err() {
                 return Action::Reply(ServerFrame::error(
@@ -114,7 +121,9 @@ pub fn prepare(ctx: &Context, caller: &Caller, frame: ClientFrame) -> Action {
             };
             Action::Send { rid: send.rid, cid: send.cid, command }
         }
-        ClientFrame::Ping(ping) => Action::Reply(ServerFrame::Pong(dolphin_protocol::Ok { rid: ping.rid })),
+        ClientFrame::Ping(ping) => {
+            Action::Reply(ServerFrame::Pong(dolphin_protocol::Ok { rid: ping.rid }))
+        }
         ClientFrame::Typing(typing) => Action::Typing { conv: typing.conv },
         ClientFrame::Fetch(fetch) => {
             if fetch.after.is_some() && fetch.before.is_some() {
@@ -137,7 +146,10 @@ pub fn prepare(ctx: &Context, caller: &Caller, frame: ClientFrame) -> Action {
         }
         ClientFrame::GroupCreate(create) => {
             if create.title.chars().count() > MAX_TITLE_CHARS {
-                return bad(&create.rid, format!("a title is at most {MAX_TITLE_CHARS} characters"));
+                return bad(
+                    &create.rid,
+                    format!("a title is at most {MAX_TITLE_CHARS} characters"),
+                );
             }
             if let Some(bad_id) = create.members.iter().find(|m| !ids::is_valid_id(m)) {
                 return bad(&create.rid, format!("invalid user id {bad_id:?}"));
@@ -295,7 +307,11 @@ pub async fn request(ctx: &Context, caller: &Caller, frame: ClientFrame) -> Serv
 }
 
 fn internal(rid: &str) -> ServerFrame {
-    ServerFrame::error(Some(rid.to_owned()), ErrorCode::Internal, "the shard answered another question")
+    ServerFrame::error(
+        Some(rid.to_owned()),
+        ErrorCode::Internal,
+        "the shard answered another question",
+    )
 }
 
 async fn command_reply(ctx: &Context, rid: &str, command: Command) -> ServerFrame {

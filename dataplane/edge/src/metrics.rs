@@ -1,8 +1,6 @@
 //! The metrics of an edge.
 
-use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Counters and histograms of one edge.
 #[derive(Clone, Debug)]

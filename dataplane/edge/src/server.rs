@@ -49,7 +49,11 @@ impl Edge {
                 crate::ShardLink::Local(replicas) => {
                     for replica in replicas {
                         let events = replica.subscribe(1024);
-                        tasks.spawn(dispatch::run(events, ctx.sessions.clone(), ctx.metrics.clone()));
+                        tasks.spawn(dispatch::run(
+                            events,
+                            ctx.sessions.clone(),
+                            ctx.metrics.clone(),
+                        ));
                     }
                 }
             }

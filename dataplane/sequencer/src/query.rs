@@ -12,10 +12,27 @@ use crate::redb_kv::ReadKv;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "query", rename_all = "snake_case")]
 pub enum Query {
-    Fetch { user: String, conv: String, direction: Direction, limit: u32 },
-    Sync { user: String, cursor: Option<String>, limit: u32 },
-    GroupInfo { user: String, conv: String },
-    Members { user: String, conv: String },
+    Fetch {
+        user: String,
+        conv: String,
+        direction: Direction,
+        limit: u32,
+    },
+    Sync {
+        user: String,
+        cursor: Option<String>,
+        limit: u32,
+    },
+    GroupInfo {
+        user: String,
+        conv: String,
+    },
+    Members {
+        user: String,
+        conv: String,
+    },
+    /// The cluster policy this shard applies.
+    Policy,
 }
 
 /// The answer to a [`Query`], variant for variant.
@@ -26,18 +43,16 @@ pub enum Answer {
     Conversations { page: ConvPage },
     Group { result: Result<Group, Refusal> },
     Members { members: Option<Vec<String>> },
+    Policy { policy: dolphin_state::Policy },
 }
 
 impl Query {
     /// Runs the query on a consistent view of the state.
-    pub fn run(
-        &self,
-        kv: &ReadKv,
-    ) -> Result<Answer, dolphin_state::StateError<redb::Error>> {
+    pub fn run(&self, kv: &ReadKv) -> Result<Answer, dolphin_state::StateError<redb::Error>> {
         Ok(match self {
-            Query::Fetch { user, conv, direction, limit } => Answer::Page {
-                result: query::fetch(kv, user, conv, *direction, *limit as usize)?,
-            },
+            Query::Fetch { user, conv, direction, limit } => {
+                Answer::Page { result: query::fetch(kv, user, conv, *direction, *limit as usize)? }
+            }
             Query::Sync { user, cursor, limit } => Answer::Conversations {
                 page: query::sync(kv, user, cursor.as_deref(), *limit as usize)?,
             },
@@ -47,6 +62,7 @@ impl Query {
             Query::Members { user, conv } => {
                 Answer::Members { members: query::members_for(kv, user, conv)? }
             }
+            Query::Policy => Answer::Policy { policy: dolphin_state::machine::policy(kv)? },
         })
     }
 }

@@ -1,0 +1,160 @@
+//! The `dolphin` command.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use dolphin::dev::{self, DevConfig};
+use dolphin::secrets;
+use dolphin_state::{DirectPolicy, Policy};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+mod chat;
+
+/// Dolphin: a self-hosted instant-messaging server.
+#[derive(Debug, Parser)]
+#[command(name = "dolphin", version)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "DOLPHIN_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DirectMessages {
+    Anyone,
+    Friends,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs everything (edge and shards) in one process, with its data in one folder.
+    Dev {
+        /// Address to serve WebSocket clients and HTTP on.
+        #[arg(long, env = "DOLPHIN_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Folder for messages, the JWT secret and the cluster's identity.
+        #[arg(long, env = "DOLPHIN_DATA", default_value = "./dolphin-data")]
+        data: PathBuf,
+        /// Sequencer shards; fixed once the data folder exists.
+        #[arg(long, env = "DOLPHIN_SHARDS", default_value_t = 2)]
+        shards: u32,
+        /// Raft replicas per shard.
+        #[arg(long, env = "DOLPHIN_REPLICAS", default_value_t = 1)]
+        replicas: u32,
+        /// Who may send direct messages to whom.
+        #[arg(long, env = "DOLPHIN_DIRECT_MESSAGES", default_value = "anyone")]
+        direct_messages: DirectMessages,
+        /// Sends per second each user may sustain.
+        #[arg(long, env = "DOLPHIN_SEND_RATE", default_value_t = dolphin_edge::config::SEND_RATE_PER_SEC)]
+        send_rate: u32,
+        /// Sends a user may make at once above the sustained rate.
+        #[arg(long, env = "DOLPHIN_SEND_BURST", default_value_t = dolphin_edge::config::SEND_BURST)]
+        send_burst: u32,
+    },
+    /// Prints a token for USER, signed with the secret of the data folder (or
+    /// DOLPHIN_JWT_SECRET).
+    Token {
+        user: String,
+        #[arg(long, env = "DOLPHIN_DATA", default_value = "./dolphin-data")]
+        data: PathBuf,
+        /// Hours the token stays valid.
+        #[arg(long, default_value_t = 24 * 30)]
+        ttl_hours: u64,
+    },
+    /// A terminal chat: shows a conversation as it happens and sends what you type.
+    Chat(chat::ChatArgs),
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Dev { listen, data, shards, replicas, direct_messages, send_rate, send_burst } => {
+            init_logging(cli.log_format);
+            let policy = Policy {
+                direct_messages: match direct_messages {
+                    DirectMessages::Anyone => DirectPolicy::Anyone,
+                    DirectMessages::Friends => DirectPolicy::Friends,
+                },
+                ..Policy::default()
+            };
+            let config = DevConfig {
+                data,
+                shards,
+                replicas,
+                policy,
+                send_rate_per_sec: send_rate,
+                send_burst,
+            };
+            let listener = TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("failed to listen on {listen}"))?;
+            let dev = dev::start(config, listener).await?;
+            announce(dev.addr);
+            shutdown_signal().await;
+            dev.shutdown();
+            dev.wait().await
+        }
+        Command::Token { user, data, ttl_hours } => {
+            dolphin_protocol::ids::check_user(&user)?;
+            let secret = secrets::jwt_secret(&data)?;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+            let token = dolphin_edge::auth::issue(secret.as_bytes(), &user, now, ttl_hours * 3600)?;
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{token}");
+            }
+            Ok(())
+        }
+        Command::Chat(args) => chat::run(args).await,
+    }
+}
+
+/// Tells the person who started `dolphin dev` where it is.
+#[allow(clippy::print_stdout)]
+fn announce(addr: SocketAddr) {
+    println!("dolphin dev is running: ws://{addr}/v1/ws (metrics at http://{addr}/metrics)");
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown signal received");
+}

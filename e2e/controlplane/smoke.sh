@@ -5,8 +5,9 @@
 #
 # Builds (or reuses the cache), starts a cluster with 3 fake nodes, then checks that a
 # Deployment and a StatefulSet with a volumeClaimTemplate get Running, Ready pods with IPs on
-# the fake nodes, that claims are bound, that ServiceAccount tokens are issued, and that
-# deleting owners removes their children (the garbage collector), and stops the cluster.
+# the fake nodes, that claims are bound, that ServiceAccount tokens are issued, that a CRD's
+# objects own others, that Helm installs a chart, and that deleting owners removes their
+# children (the garbage collector), and stops the cluster.
 # Exits non-zero at the first failed check, saying what probably hung.
 set -euo pipefail
 
@@ -164,6 +165,94 @@ check_service_account_tokens() {
     pass "ServiceAccount tokens are issued and accepted"
 }
 
+# A CRD in the operator's shape, installed by start.sh through DOLPHIN_CP_CRDS.
+write_crd() {
+    cat >"$1" <<'EOF'
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.smoke.dolphin.e2e
+spec:
+  group: smoke.dolphin.e2e
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      subresources: {status: {}}
+      schema:
+        openAPIV3Schema:
+          type: object
+          x-kubernetes-preserve-unknown-fields: true
+EOF
+}
+
+# The operator's own shape: a custom resource that owns a plain object. Deleting the custom
+# resource must delete what it owns, which needs the garbage collector to watch the CRD's kind.
+check_custom_resource_ownership() {
+    cp_wait 30 "CRD widgets.smoke.dolphin.e2e to be Established" \
+        "the API server's CRD controllers (logs/kube-apiserver.log)" \
+        equals_cluster crd/widgets.smoke.dolphin.e2e \
+        '{.status.conditions[?(@.type=="Established")].status}' True
+    kube apply --namespace "$NS" -f - >/dev/null <<EOF
+apiVersion: smoke.dolphin.e2e/v1
+kind: Widget
+metadata:
+  name: owner
+spec: {size: 1}
+EOF
+    local uid
+    uid="$(jsonpath widget/owner '{.metadata.uid}')"
+    [[ -n $uid ]] || cp_die "the Widget owner was not created"
+    kube apply --namespace "$NS" -f - >/dev/null <<EOF
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: owned-by-widget
+  ownerReferences:
+    - apiVersion: smoke.dolphin.e2e/v1
+      kind: Widget
+      name: owner
+      uid: $uid
+      controller: true
+      blockOwnerDeletion: true
+data: {}
+EOF
+    kube patch widget owner --namespace "$NS" --subresource=status --type=merge \
+        -p '{"status":{"phase":"Ready"}}' >/dev/null
+    equals widget/owner '{.status.phase}' Ready ||
+        cp_die "the status subresource of Widget owner did not take the patch"
+
+    kube delete widget owner --namespace "$NS" --wait=false >/dev/null
+    cp_wait "$DELETE_TIMEOUT" "ConfigMap owned-by-widget to be deleted with its Widget" \
+        "the garbage collector's discovery of the CRD (logs/kube-controller-manager.log)" \
+        none_left configmap/owned-by-widget --ignore-not-found
+    pass "a custom resource with a status subresource cascades deletion to what it owns"
+}
+
+# Helm from the same cache: a scaffolded chart installs and waits for its Deployment.
+check_helm() {
+    local chart="$DOLPHIN_CP_STATE/helm/smoke"
+    export HELM_CACHE_HOME="$DOLPHIN_CP_STATE/helm/cache"
+    export HELM_CONFIG_HOME="$DOLPHIN_CP_STATE/helm/config"
+    export HELM_DATA_HOME="$DOLPHIN_CP_STATE/helm/data"
+    rm -rf "$chart"
+    mkdir -p "$(dirname "$chart")"
+    "$DOLPHIN_CP_BIN/helm" create "$chart" >/dev/null
+    "$DOLPHIN_CP_BIN/helm" install smoke "$chart" --namespace "$NS" --wait \
+        --timeout 90s >/dev/null ||
+        cp_die "helm install --wait of a scaffolded chart failed (see the lines above)"
+    equals deployment/smoke '{.status.readyReplicas}' 1 ||
+        cp_die "helm reported success but Deployment smoke is not ready"
+    "$DOLPHIN_CP_BIN/helm" uninstall smoke --namespace "$NS" --wait --timeout 60s >/dev/null
+    pass "helm installs a chart and waits for it, and uninstalls it"
+}
+
+equals_cluster() {
+    [[ "$(kube get "$1" -o "jsonpath=$2" 2>/dev/null)" == "$3" ]]
+}
+
 check_cascading_delete() {
     kube delete deployment web --namespace "$NS" --cascade=foreground --wait=false >/dev/null
     cp_wait "$DELETE_TIMEOUT" "Deployment web's ReplicaSet and pods to be deleted" \
@@ -205,8 +294,10 @@ main() {
         own_state=true
     fi
     # Stop the cluster however this script ends; keep the state and logs of a failed run.
+    crd_file=""
     trap 'rc=$?
           "$CP_DIR/stop.sh" "$state" >/dev/null 2>&1 || true
+          rm -f "$crd_file"
           if ((rc == 0)) && [[ $own_state == true ]]; then rm -rf "$state"; fi
           if ((rc != 0)); then cp_log "smoke failed; logs are in $state/logs"; fi' EXIT
 
@@ -214,7 +305,10 @@ main() {
     "$CP_DIR/build.sh" >/dev/null
     cp_log "build: $((SECONDS - t0))s"
     t0=$SECONDS
-    "$CP_DIR/start.sh" "$state" 3
+    crd_file="$(mktemp /tmp/dolphin-smoke-crd.XXXXXX)"
+    write_crd "$crd_file"
+    DOLPHIN_CP_CRDS="$crd_file" "$CP_DIR/start.sh" "$state" 3
+    rm -f "$crd_file"
     cp_log "start: $((SECONDS - t0))s"
 
     set -a
@@ -224,6 +318,8 @@ main() {
     apply_workloads
     check_workloads
     check_service_account_tokens
+    check_custom_resource_ownership
+    check_helm
     check_cascading_delete
     cp_log "checks: $((SECONDS - t0))s"
 

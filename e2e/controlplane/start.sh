@@ -9,6 +9,11 @@
 # KUBECONFIG, the API server address, the binaries folder, every PID) and STATE_DIR/logs/.
 # Returns once /readyz is ok, every node is Ready and the default ServiceAccount exists.
 # stop.sh STATE_DIR stops it all. STATE_DIR must be new, empty, or used by start.sh before.
+#
+# DOLPHIN_CP_CRDS=PATH (a file or a folder of YAML) installs those CustomResourceDefinitions
+# before the controller manager starts, so its garbage collector watches their kinds from the
+# beginning; a CRD installed later is picked up by the collector's 30 s rediscovery, and a
+# cascade from one of its objects can wait that long.
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -251,6 +256,16 @@ start_apiserver() {
         kube get --raw /readyz
 }
 
+install_crds() {
+    [[ -n ${DOLPHIN_CP_CRDS:-} ]] || return 0
+    [[ -e $DOLPHIN_CP_CRDS ]] || cp_die "DOLPHIN_CP_CRDS names nothing: $DOLPHIN_CP_CRDS"
+    kube apply --recursive -f "$DOLPHIN_CP_CRDS" >/dev/null
+    wait_for kube-apiserver "$COMPONENT_TIMEOUT" "the CRDs of $DOLPHIN_CP_CRDS to be Established" \
+        "one of them is probably invalid or names a taken group (kubectl get crd -o yaml)" \
+        kube wait --for=condition=Established crd --all --timeout=1s
+    cp_log "installed the CRDs of $DOLPHIN_CP_CRDS"
+}
+
 start_controller_manager() {
     local pki="$STATE/pki" kubeconfig="$STATE/controller-manager.kubeconfig"
     KCM_PORT="$(new_port)"
@@ -326,7 +341,7 @@ metadata:
     storageclass.kubernetes.io/is-default-class: "true"
 provisioner: kubernetes.io/host-path
 reclaimPolicy: Delete
-volumeBindingMode: Immediate
+volumeBindingMode: WaitForFirstConsumer
 EOF
 }
 
@@ -403,6 +418,7 @@ main() {
 
     start_etcd
     start_apiserver
+    install_crds
     start_controller_manager
     start_scheduler
     create_storage_class

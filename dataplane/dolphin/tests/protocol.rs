@@ -1,5 +1,7 @@
 //! The client protocol, frame by frame, over real WebSocket connections to `dolphin dev`.
 
+#![allow(clippy::unwrap_used, reason = "a test fails loudly on purpose")]
+
 mod support;
 
 use std::time::Duration;

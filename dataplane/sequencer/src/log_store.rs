@@ -4,6 +4,11 @@
 //! durable; openraft appends the entries of many proposals at once, so one fsync covers them
 //! all. Disk work runs on the blocking pool so that the Raft core keeps its thread.
 
+#![allow(
+    clippy::result_large_err,
+    reason = "openraft's storage traits return its StorageError (224 bytes); the error path is cold"
+)]
+
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;

@@ -158,6 +158,7 @@ impl RaftNetwork<TypeConfig> for Peer {
     }
 }
 
+#[allow(clippy::result_large_err, reason = "openraft's RaftNetwork trait fixes this error type")]
 fn finish<Resp, E: std::error::Error>(
     peer: &Peer,
     result: Result<Result<Resp, E>, CallError>,

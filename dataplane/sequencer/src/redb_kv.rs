@@ -22,7 +22,8 @@ fn scan_table<T: ReadableTable<&'static [u8], &'static [u8]>>(
     let bounds: (Bound<&[u8]>, Bound<&[u8]>) = (as_ref(&range.0), as_ref(&range.1));
     let iter = table.range(bounds)?;
     let mut out = Vec::new();
-    let mut push = |item: Result<(redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>), _>| {
+    type Item<'a> = (redb::AccessGuard<'a, &'static [u8]>, redb::AccessGuard<'a, &'static [u8]>);
+    let mut push = |item: Result<Item<'_>, redb::StorageError>| {
         let (key, value) = item?;
         out.push((key.value().to_vec(), value.value().to_vec()));
         Ok::<_, redb::StorageError>(())

@@ -5,6 +5,11 @@
 //! prefix of the log. Applied events go to the [`EventBus`] only after that commit: nothing is
 //! pushed that a crash could take back.
 
+#![allow(
+    clippy::result_large_err,
+    reason = "openraft's storage traits return its StorageError (224 bytes); the error path is cold"
+)]
+
 use std::fmt::Debug;
 use std::path::Path;
 use std::sync::Arc;

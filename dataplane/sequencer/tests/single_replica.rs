@@ -1,5 +1,7 @@
 //! A shard of one replica on disk: ordering, reads, events, restarts and snapshots.
 
+#![allow(clippy::unwrap_used, reason = "a test fails loudly on purpose")]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -63,6 +63,9 @@ impl Table {
 /// A key range for [`KvRead::scan`].
 pub type KeyRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
 
+/// Key-value pairs read by a scan.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Reading the state.
 pub trait KvRead {
     /// What a failing store reports (I/O, corruption).
@@ -78,7 +81,7 @@ pub trait KvRead {
         range: KeyRange,
         reverse: bool,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Self::Error>;
+    ) -> Result<Entries, Self::Error>;
 }
 
 /// Writing the state.
@@ -119,7 +122,7 @@ impl KvRead for MemKv {
         range: KeyRange,
         reverse: bool,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Infallible> {
+    ) -> Result<Entries, Infallible> {
         let Some(map) = self.tables.get(&table) else { return Ok(Vec::new()) };
         let iter = map.range::<Vec<u8>, _>(range).map(|(k, v)| (k.clone(), v.clone()));
         Ok(if reverse { iter.rev().take(limit).collect() } else { iter.take(limit).collect() })

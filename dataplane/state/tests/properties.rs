@@ -1,6 +1,8 @@
 //! Properties of the state machine under any interleaving of sends, resends and membership
 //! changes from many senders.
 
+#![allow(clippy::unwrap_used, reason = "a test fails loudly on purpose")]
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use dolphin_protocol::{Body, Message};

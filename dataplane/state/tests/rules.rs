@@ -1,5 +1,7 @@
 //! The rules of conversations, one property per test, on the in-memory store.
 
+#![allow(clippy::unwrap_used, reason = "a test fails loudly on purpose")]
+
 use dolphin_protocol::{Body, ErrorCode, SystemEvent};
 use dolphin_state::query::{self, Direction};
 use dolphin_state::{Command, DirectPolicy, Event, MemKv, Outcome, Policy, apply};

@@ -1,0 +1,148 @@
+//! `dolphin dev` killed with SIGKILL in the middle of concurrent sends loses no accepted
+//! message, and seqs stay dense after it starts again on the same folder.
+
+#![allow(clippy::unwrap_used, reason = "a test fails loudly on purpose")]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dolphin_client::{Client, ClientConfig};
+use dolphin_protocol::Body;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Running {
+    child: Child,
+    url: String,
+}
+
+/// Starts the real binary on a free port and waits for its "running" line.
+async fn start(data: &std::path::Path) -> Running {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dolphin"))
+        .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--send-rate", "100000"])
+        .args(["--send-burst", "100000", "--data"])
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("dolphin starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("dolphin dev is running") {
+                return;
+            }
+        }
+        panic!("dolphin dev exited before it was running");
+    })
+    .await
+    .expect("dolphin dev did not report that it was running");
+    Running { child, url: format!("ws://127.0.0.1:{port}") }
+}
+
+fn token(data: &std::path::Path, user: &str) -> String {
+    let secret = std::fs::read_to_string(data.join("jwt-secret")).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    dolphin_edge::auth::issue(secret.as_bytes(), user, now, 3600).unwrap()
+}
+
+async fn connect(running: &Running, data: &std::path::Path, user: &str, device: &str) -> Client {
+    let mut config = ClientConfig::new(running.url.clone(), token(data, user), device);
+    config.reconnect = false;
+    Client::connect(config).await.expect("client connects").0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_concurrent_sends_loses_no_accepted_message() {
+    let data = tempfile::tempdir().unwrap();
+    let mut running = start(data.path()).await;
+
+    let owner = connect(&running, data.path(), "u0", "setup").await;
+    let group = owner.create_group("crash", &["u1", "u2", "u3", "u4", "u5"]).await.unwrap();
+    let convs =
+        vec![group.clone(), "d:u0:u1".to_owned(), "d:u2:u3".to_owned(), "d:u4:u5".to_owned()];
+
+    // Six senders on three conversations each, until the process dies under them.
+    let accepted: Arc<Mutex<BTreeSet<(String, String)>>> = Arc::default();
+    let (enough_tx, mut enough) = tokio::sync::mpsc::channel::<()>(1);
+    let mut senders = Vec::new();
+    for i in 0..6 {
+        let user = format!("u{i}");
+        let client = connect(&running, data.path(), &user, "phone").await;
+        let mine: Vec<String> = convs
+            .iter()
+            .filter(|c| c.starts_with("g:") || c.contains(&format!(":{user}")))
+            .cloned()
+            .collect();
+        let accepted = accepted.clone();
+        let enough_tx = enough_tx.clone();
+        senders.push(tokio::spawn(async move {
+            for n in 0.. {
+                let conv = &mine[n % mine.len()];
+                let cid = format!("{user}-{n}");
+                let body = Body::Text { text: cid.clone() };
+                match client.send_with_cid(conv, &cid, body).await {
+                    Ok(()) => {
+                        let total = {
+                            let mut accepted = accepted.lock().unwrap();
+                            accepted.insert((user.clone(), cid));
+                            accepted.len()
+                        };
+                        if total == 300 {
+                            let _ = enough_tx.try_send(());
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    tokio::time::timeout(WAIT, enough.recv()).await.expect("300 sends were not accepted in time");
+    running.child.start_kill().unwrap();
+    running.child.wait().await.unwrap();
+    for sender in senders {
+        tokio::time::timeout(WAIT, sender).await.expect("a sender hung after the kill").unwrap();
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    assert!(accepted.len() >= 300);
+
+    let running = start(data.path()).await;
+    let mut stored: BTreeMap<(String, String), u32> = BTreeMap::new();
+    for conv in &convs {
+        let reader = if conv.starts_with("g:") {
+            "u0".to_owned()
+        } else {
+            conv[2..].split(':').next().unwrap().to_owned()
+        };
+        let client = connect(&running, data.path(), &reader, "checker").await;
+        let mut after = 0;
+        loop {
+            let page = client.fetch_after(conv, after, 500).await.unwrap();
+            for message in &page.messages {
+                assert_eq!(message.seq, after + 1, "seqs of {conv} are dense");
+                after = message.seq;
+                if let Body::Text { .. } = message.body {
+                    *stored.entry((message.from.clone(), message.cid.clone())).or_default() += 1;
+                }
+            }
+            if page.messages.is_empty() || after == page.max_seq {
+                assert_eq!(after, page.max_seq);
+                break;
+            }
+        }
+    }
+    for key in &accepted {
+        assert_eq!(stored.get(key), Some(&1), "accepted message {key:?} is stored exactly once");
+    }
+    assert!(stored.values().all(|n| *n == 1), "no message is stored twice");
+}

@@ -118,7 +118,7 @@ main() {
     fi
 
     need_go
-    export GOFLAGS="-buildvcs=false -mod=readonly"
+    export GOFLAGS="${GOFLAGS:-} -buildvcs=false -mod=readonly"
     local tmp="$bin.tmp.$$"
     rm -rf "$tmp"
     mkdir -p "$tmp"

@@ -60,7 +60,7 @@ prepare_state_dir() {
     fi
 
     # A previous run's data is ours to remove (the marker says so): each start is a new cluster.
-    rm -rf "$STATE/etcd" "$STATE/pki" "$STATE/logs" "$STATE/pids" "$STATE/env"
+    rm -rf "$STATE/etcd" "$STATE/pki" "$STATE/logs" "$STATE/pids" "$STATE/env" "$STATE/helm"
     mkdir -p "$STATE/pki" "$STATE/logs" "$STATE/pids"
     touch "$STATE/$MARKER"
 }
@@ -329,8 +329,11 @@ metadata:
     printf '%s' "$manifest" | kube apply -f - >/dev/null
 }
 
-# The default StorageClass: provisioned by the controller manager's host-path provisioner.
-# Immediate binding, so a pod never waits on its claim for a node choice that no driver makes.
+# The default StorageClass: provisioned by the controller manager's host-path provisioner,
+# which makes a folder /tmp/hostpath_pv/<uid> per volume (stop.sh removes those left over).
+# WaitForFirstConsumer: the scheduler picks the node first and waits in PreBind for the
+# volume, where Immediate binding fails the pod's first scheduling attempt and leaves it in
+# back-off for up to ~15 s after the claim is bound.
 create_storage_class() {
     kube apply -f - >/dev/null <<'EOF'
 apiVersion: storage.k8s.io/v1

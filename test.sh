@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every check and test of Dolphin, installing what it needs on a fresh Debian machine.
+# Heavy builds are cached outside the checkout (DOLPHIN_CACHE, default ~/.cache/dolphin) so a
+# second run is fast.
+set -euo pipefail
+
+cd "$(dirname "$0")"
+export DOLPHIN_CACHE="${DOLPHIN_CACHE:-$HOME/.cache/dolphin}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$DOLPHIN_CACHE/target}"
+mkdir -p "$DOLPHIN_CACHE"
+
+step() { printf '\n== %s (%s)\n' "$1" "$(date +%T)"; }
+
+step "system packages"
+need=()
+command -v curl >/dev/null || need+=(curl)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v python3 >/dev/null || need+=(python3 python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+
+step "format"
+cargo fmt --all --check
+
+step "lints"
+cargo clippy -j2 --workspace --all-targets -- -D warnings
+
+step "build"
+cargo build -j2 --workspace --all-targets
+
+step "unit and integration tests"
+cargo test -j2 --workspace
+
+step "protocol conformance (a client written from the protocol text alone)"
+DOLPHIN_BIN="$CARGO_TARGET_DIR/debug/dolphin" e2e/conformance/run.sh
+
+step "done"

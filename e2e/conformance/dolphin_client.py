@@ -131,7 +131,9 @@ class Server:
         except InvalidStatus as error:
             raise HandshakeRejected(error.response.status_code) from error
         except asyncio.TimeoutError as error:
-            raise ProtocolError(f"timed out after {timeout}s opening {url}: is the server up?") from error
+            raise ProtocolError(
+                f"timed out after {timeout}s opening {url}: is the server up?"
+            ) from error
 
         conn = Connection(ws, user=user)
         conn.start()
@@ -231,7 +233,9 @@ class Connection:
                     if frame is not None:
                         return frame
                     if self.closed.is_set():
-                        raise ProtocolError(f"the connection of {self.user} closed while waiting for {what}")
+                        raise ProtocolError(
+                            f"the connection of {self.user} closed while waiting for {what}"
+                        )
                     await self._arrived.wait()
 
         try:
@@ -274,7 +278,9 @@ class Connection:
             return None
         if isinstance(data, bytes) != self.uses_msgpack:
             kind = "binary" if isinstance(data, bytes) else "text"
-            self.bad_frames.append(f"a {kind} frame on a connection with subprotocol {self.ws.subprotocol}")
+            self.bad_frames.append(
+                f"a {kind} frame on a connection with subprotocol {self.ws.subprotocol}"
+            )
         return frame
 
     async def _dispatch(self, frame: Frame, binary: bool) -> None:
@@ -301,7 +307,7 @@ class Client:
 
     async def send(self, conv: str, body: Any, *, cid: str | None = None) -> tuple[str, Frame]:
         """Sends BODY to CONV; returns the cid used and the reply (`accepted` or `error`)."""
-        cid = cid or new_id("c")
+        cid = new_id("c") if cid is None else cid
         reply = await self.conn.request({"type": "send", "conv": conv, "cid": cid, "body": body})
         return cid, reply
 

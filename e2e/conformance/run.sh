@@ -6,6 +6,7 @@
 # Environment:
 #   DOLPHIN_BIN    the server binary (default: the checkout's target/debug/dolphin)
 #   DOLPHIN_CACHE  where the virtualenv lives, outside the checkout (default: ~/.cache/dolphin)
+#   PYTHON         the interpreter that creates the virtualenv (default: python3.11, else python3)
 #
 # The server gets a free port and a temporary data folder, both thrown away on exit, so a run
 # never sees the data of an earlier one. The script exits with pytest's status.
@@ -87,7 +88,8 @@ cleanup() {
 trap cleanup EXIT
 
 [[ -x "$DOLPHIN_BIN" ]] ||
-    die "no server binary at $DOLPHIN_BIN; build it with 'cargo build -p dolphin' or set DOLPHIN_BIN"
+    die "no server binary at $DOLPHIN_BIN; build it with 'cargo build -p dolphin'" \
+        "or set DOLPHIN_BIN"
 
 ensure_venv
 
@@ -98,8 +100,12 @@ log "starting $DOLPHIN_BIN dev on 127.0.0.1:$PORT (log: $SERVER_LOG)"
 "$DOLPHIN_BIN" dev --listen "127.0.0.1:$PORT" --data "$DATA_DIR/data" >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 
+healthz() {
+    curl -s --max-time 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/healthz" || true
+}
+
 deadline=$((SECONDS + HEALTH_TIMEOUT_S))
-until [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/healthz" || true)" == 200 ]]; do
+until [[ "$(healthz)" == 200 ]]; do
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
         tail -n 20 "$SERVER_LOG" >&2 || true
         die "the server exited before /healthz answered 200; its log's last lines are above"
@@ -118,12 +124,12 @@ SECRET_FILE="$DATA_DIR/data/jwt-secret"
 set +e
 DOLPHIN_URL="ws://127.0.0.1:$PORT" \
     DOLPHIN_JWT_SECRET="$(<"$SECRET_FILE")" \
-    "$VENV/bin/python" -m pytest -p no:cacheprovider "$HERE" "$@"
+    "$VENV/bin/python" -m pytest -p no:cacheprovider -ra --tb=short "$HERE" "$@"
 status=$?
 set -e
 
 if ((status != 0)); then
-    log "pytest failed with status $status; the server's log is kept in the output below"
-    tail -n 40 "$SERVER_LOG" >&2 || true
+    log "pytest failed with status $status; the last lines of the server's log follow"
+    tail -n 20 "$SERVER_LOG" >&2 || true
 fi
 exit "$status"

@@ -20,6 +20,7 @@ import pytest
 
 from conftest import Harness
 from dolphin_client import (
+    MAX_BODY_BYTES,
     MSGPACK_SUBPROTOCOL,
     Client,
     Frame,
@@ -96,7 +97,7 @@ def assert_msg(
     expected = {"seq": seq, "from": sender, "device": device, "cid": cid, "body": body}
     for name, value in expected.items():
         if value is not None:
-            assert frame[name] == value, f"msg {name} is {frame[name]!r}, expected {value!r}: {frame}"
+            assert frame[name] == value, f"msg {name} is {frame[name]!r}, not {value!r}: {frame}"
 
 
 def text(value: str) -> dict[str, str]:
@@ -145,7 +146,7 @@ async def test_the_first_frame_is_hello_with_user_device_epoch_and_heartbeat(dol
     assert first.get("type") == "hello", f"the server's first frame is not hello: {first}"
     assert first["user"] == user
     assert first["device"] == "laptop"
-    assert isinstance(first["epoch"], str) and first["epoch"], f"epoch is a non-empty string: {first}"
+    assert isinstance(first["epoch"], str) and first["epoch"], f"epoch is empty: {first}"
     assert first["heartbeat_ms"] == 30000
 
 
@@ -273,7 +274,8 @@ async def test_msg_is_pushed_to_every_device_of_both_users_including_the_sender(
 
     pushes = []
     for device in (alice_phone, alice_laptop, bob_phone, bob_tablet):
-        pushes.append(await device.next_msg(conv, cid, what=f"msg {cid} on a device of {device.user}"))
+        what = f"msg {cid} on a device of {device.user}"
+        pushes.append(await device.next_msg(conv, cid, what=what))
     for push in pushes:
         assert_msg(push, conv=conv, seq=1, sender=alice_id, device="phone", cid=cid, body=body)
     assert all(push == pushes[0] for push in pushes), f"devices saw different msgs: {pushes}"
@@ -368,6 +370,45 @@ async def test_resending_a_cid_makes_no_second_message_and_pushes_the_first_msg_
     assert fetched[0]["body"] == first
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "server bug: a cid reused in another conversation is, for about half of the "
+        "conversations, accepted and ordered there as a second message at seq 1 instead of "
+        "re-pushing the first msg; for the other half it is a repeat"
+    ),
+)
+async def test_a_cid_reused_in_another_conversation_is_a_repeat_of_the_first_message(
+    dolphin: Harness,
+):
+    # AMBIGUITY: cids are "unique per sender" and repeats are keyed by "(sender, cid)", with no
+    # conversation in the key; the literal reading is that reusing a cid anywhere is a repeat.
+    # Whatever the reading, the outcome must not depend on the conversation, so it is tried
+    # with many cids, each reused in a conversation of its own: a server that treats some
+    # conversations one way and some the other fails here however they are placed.
+    alice, bob, conv = await new_pair(dolphin)
+    trials = 16
+    originals = []
+    for i in range(trials):
+        originals.append(await send_and_wait(alice, conv, f"first {i}"))
+    others = [direct_conv(alice.user, dolphin.user(f"carol{i}")) for i in range(trials)]
+
+    for original, other in zip(originals, others):
+        _, reply = await alice.send_text(other, f"reused in {other}", cid=original["cid"])
+        assert_accepted(reply, original["cid"])
+
+    # Sender order (guarantee 2): had a reuse made a message, it would precede this one.
+    made = {}
+    for original, other in zip(originals, others):
+        fresh = await send_and_wait(alice, other, "a new cid")
+        if fresh["seq"] != 1:
+            made[original["cid"]] = (await alice.fetch(other, after=0, limit=10))["messages"]
+    assert not made, f"reused cids made second messages: {made}"
+    for original in originals:
+        repeat = await alice.next_msg(conv, original["cid"], what="the first msg pushed again")
+        assert repeat == original
+
+
 async def test_a_cid_is_unique_per_sender_so_two_senders_may_use_the_same_one(dolphin: Harness):
     alice, bob, conv = await new_pair(dolphin)
     cid = new_id("shared")
@@ -378,10 +419,9 @@ async def test_a_cid_is_unique_per_sender_so_two_senders_may_use_the_same_one(do
     _, reply = await bob.send_text(conv, "from bob", cid=cid)
     assert_accepted(reply, cid)
 
+    push = await alice.next_msg(conv, cid, what="bob's msg with the cid alice used too")
+    assert (push["seq"], push["from"]) == (2, bob.user)
     fetched = await fetch_all(alice, conv)
-    while len(fetched) < 2:
-        await alice.next_msg(conv, cid, what="bob's msg with the cid alice used too")
-        fetched = await fetch_all(alice, conv)
     assert [(m["seq"], m["from"]) for m in fetched] == [(1, alice.user), (2, bob.user)]
 
 
@@ -438,11 +478,35 @@ async def test_a_malformed_body_gets_bad_request_at_once(dolphin: Harness):
     assert_error(reply, "bad_request")
 
 
+@pytest.mark.parametrize("cid", ["", "c" * 65], ids=["empty", "65-characters"])
+async def test_a_cid_outside_1_to_64_characters_gets_bad_request_at_once(
+    dolphin: Harness, cid: str
+):
+    # AMBIGUITY: "`cid` is ... (1 to 64 characters)" names no reply for a cid outside that;
+    # a malformed send refused at once as a bad request is the literal reading.
+    alice, _, conv = await new_pair(dolphin)
+
+    _, reply = await alice.send_text(conv, "hi", cid=cid)
+
+    assert_error(reply, "bad_request")
+
+
+@pytest.mark.parametrize("length", [1, 64])
+async def test_a_cid_of_1_to_64_characters_is_accepted(dolphin: Harness, length: int):
+    alice, _, conv = await new_pair(dolphin)
+    cid = new_id("c")[:length].ljust(length, "x")
+
+    _, reply = await alice.send_text(conv, "hi", cid=cid)
+
+    assert_accepted(reply, cid)
+    await alice.next_msg(conv, cid)
+
+
 async def test_a_body_over_64_kib_gets_too_large_at_once(dolphin: Harness):
     alice, bob, conv = await new_pair(dolphin)
     overhead = body_size(text(""))
-    body = text("x" * (64 * 1024 - overhead + 1))
-    assert body_size(body) == 64 * 1024 + 1
+    body = text("x" * (MAX_BODY_BYTES - overhead + 1))
+    assert body_size(body) == MAX_BODY_BYTES + 1
 
     _, reply = await alice.send(conv, body)
 
@@ -456,8 +520,8 @@ async def test_a_body_of_exactly_64_kib_is_accepted(dolphin: Harness):
     # text, compact JSON (no spaces) is the smallest form, and that one is exactly 65536 bytes.
     alice, bob, conv = await new_pair(dolphin)
     overhead = body_size(text(""))
-    body = text("x" * (64 * 1024 - overhead))
-    assert body_size(body) == 64 * 1024
+    body = text("x" * (MAX_BODY_BYTES - overhead))
+    assert body_size(body) == MAX_BODY_BYTES
 
     cid, reply = await alice.send(conv, body)
 
@@ -663,9 +727,7 @@ async def test_read_is_ok_and_is_pushed_to_the_users_other_devices_and_the_other
 
     reply = await alice_phone.conn.request({"type": "read", "rid": "r4", "conv": conv, "seq": 2})
 
-    assert reply == {"type": "ok", "rid": "r4"} or (
-        reply.get("type") == "ok" and reply.get("rid") == "r4"
-    ), reply
+    assert_reply(reply, "ok", "r4")
     expected = {"type": "read", "conv": conv, "user": alice_id, "seq": 2}
     for device in (alice_laptop, bob):
         push = await device.conn.next_push(
@@ -781,9 +843,7 @@ async def test_typing_in_a_group_reaches_every_other_member(dolphin: Harness):
 
     for member in (bob, carol):
         push = await member.conn.next_push(is_type("typing", gconv), what="the group typing relay")
-        assert push == {"type": "typing", "conv": gconv, "user": alice.user} or (
-            push.get("user") == alice.user
-        ), push
+        assert push.get("user") == alice.user, push
 
 
 # -- groups -----------------------------------------------------------------------------------

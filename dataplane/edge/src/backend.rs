@@ -1,24 +1,24 @@
 //! Reaching the shards: routing by conversation, finding each shard's leader, and gathering
 //! the answers of queries that span shards.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use dolphin_protocol::ConversationItem;
 use dolphin_sequencer::query::{Answer, Query};
+pub use dolphin_sequencer::remote::LEADER_WAIT;
+use dolphin_sequencer::remote::RemoteShard;
 use dolphin_sequencer::{Shard, ShardError};
 use dolphin_state::{Applied, Command};
 use dolphin_topology::{Router, ShardId, Topology};
-
-/// How long a request waits for a shard to have a leader before it is `unavailable`: a few
-/// election timeouts, so that a leader change is hidden from clients and a lost quorum is not.
-pub const LEADER_WAIT: Duration = Duration::from_secs(3);
 
 /// The way to one shard.
 #[derive(Clone, Debug)]
 pub enum ShardLink {
     /// Replicas running in this process (`dolphin dev`).
     Local(Vec<Arc<Shard>>),
+    /// Replicas in other processes, reached over HTTP.
+    Remote(RemoteShard),
 }
 
 impl ShardLink {
@@ -39,6 +39,7 @@ impl ShardLink {
     /// Proposes a command to the shard's leader and waits for its result.
     pub async fn submit(&self, command: Command) -> Result<Applied, ShardError> {
         match self {
+            ShardLink::Remote(remote) => remote.submit(&command).await,
             ShardLink::Local(replicas) => {
                 let mut command = Some(command);
                 let deadline = Instant::now() + LEADER_WAIT;
@@ -63,6 +64,7 @@ impl ShardLink {
     /// Answers a query at the shard's leader.
     pub async fn query(&self, query: Query) -> Result<Answer, ShardError> {
         match self {
+            ShardLink::Remote(remote) => remote.query(&query).await,
             ShardLink::Local(replicas) => {
                 let deadline = Instant::now() + LEADER_WAIT;
                 loop {
@@ -77,39 +79,101 @@ impl ShardLink {
     }
 
     /// Whether the shard has a leader now.
-    pub fn has_leader(&self) -> bool {
+    pub async fn has_leader(&self) -> bool {
         match self {
             ShardLink::Local(replicas) => replicas.iter().any(|r| r.is_leader()),
+            ShardLink::Remote(remote) => remote.find_leader().await.is_some(),
         }
     }
 }
 
-/// Every shard of the cluster and how to route to them.
+/// The routing table and the links it routes to; replaced as a whole when the topology
+/// changes.
 #[derive(Clone, Debug)]
-pub struct Backend {
+struct Routes {
+    version: u64,
     router: Router,
     shards: Vec<(ShardId, ShardLink)>,
+}
+
+/// Every shard of the cluster and how to route to them.
+#[derive(Debug)]
+pub struct Backend {
+    routes: RwLock<Arc<Routes>>,
 }
 
 impl Backend {
     /// A backend over `links`, one per shard of `topology`.
     pub fn new(topology: &Topology, links: Vec<(ShardId, ShardLink)>) -> Self {
-        Backend { router: topology.router(), shards: links }
+        let routes = Routes { version: topology.version, router: topology.router(), shards: links };
+        Backend { routes: RwLock::new(Arc::new(routes)) }
+    }
+
+    /// A backend reaching every shard of `topology` over HTTP.
+    pub fn remote(topology: &Topology) -> Self {
+        let links = topology
+            .shards
+            .iter()
+            .map(|shard| {
+                let addrs = shard.replicas.iter().map(|r| r.addr.clone()).collect();
+                (shard.id, ShardLink::Remote(RemoteShard::new(shard.id, addrs)))
+            })
+            .collect();
+        Self::new(topology, links)
+    }
+
+    fn routes(&self) -> Arc<Routes> {
+        // Held only to clone the Arc.
+        self.routes.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Takes a newer topology: the slot map and replica addresses change for the requests
+    /// that follow; shards it adds are returned, to be followed for events. An older or equal
+    /// version changes nothing.
+    pub fn update(&self, topology: &Topology) -> Vec<(ShardId, ShardLink)> {
+        let current = self.routes();
+        if topology.version <= current.version {
+            return Vec::new();
+        }
+        let mut shards = current.shards.clone();
+        let mut added = Vec::new();
+        for shard in &topology.shards {
+            let addrs: Vec<String> = shard.replicas.iter().map(|r| r.addr.clone()).collect();
+            match shards.iter().find(|(id, _)| *id == shard.id) {
+                Some((_, ShardLink::Remote(remote))) => remote.set_replicas(addrs),
+                Some((_, ShardLink::Local(_))) => {}
+                None => {
+                    let link = ShardLink::Remote(RemoteShard::new(shard.id, addrs));
+                    shards.push((shard.id, link.clone()));
+                    added.push((shard.id, link));
+                }
+            }
+        }
+        let routes = Routes { version: topology.version, router: topology.router(), shards };
+        *self.routes.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(routes);
+        added
+    }
+
+    /// The version of the topology in use.
+    pub fn version(&self) -> u64 {
+        self.routes().version
     }
 
     /// The shard that orders `conv`.
-    pub fn link(&self, conv: &str) -> Result<&ShardLink, ShardError> {
-        let id = self.router.shard_of(conv);
-        self.shards
+    pub fn link(&self, conv: &str) -> Result<ShardLink, ShardError> {
+        let routes = self.routes();
+        let id = routes.router.shard_of(conv);
+        routes
+            .shards
             .iter()
             .find(|(shard, _)| *shard == id)
-            .map(|(_, link)| link)
+            .map(|(_, link)| link.clone())
             .ok_or_else(|| ShardError::Unavailable(format!("shard {id} is not known here")))
     }
 
     /// Every shard.
-    pub fn links(&self) -> impl Iterator<Item = &(ShardId, ShardLink)> {
-        self.shards.iter()
+    pub fn links(&self) -> Vec<(ShardId, ShardLink)> {
+        self.routes().shards.clone()
     }
 
     /// Proposes a command to the shard of its conversation.
@@ -131,7 +195,8 @@ impl Backend {
         cursor: Option<String>,
         limit: u32,
     ) -> Result<(Vec<ConversationItem>, Option<String>), ShardError> {
-        let asks = self.shards.iter().map(|(_, link)| {
+        let links = self.links();
+        let asks = links.iter().map(|(_, link)| {
             let query = Query::Sync { user: user.to_owned(), cursor: cursor.clone(), limit };
             link.query(query)
         });
@@ -154,7 +219,10 @@ impl Backend {
     }
 
     /// The shards that have no leader now, for readiness.
-    pub fn leaderless(&self) -> Vec<ShardId> {
-        self.shards.iter().filter(|(_, link)| !link.has_leader()).map(|(id, _)| *id).collect()
+    pub async fn leaderless(&self) -> Vec<ShardId> {
+        let links = self.links();
+        let checks = links.iter().map(|(id, link)| async move { (*id, link.has_leader().await) });
+        let results = futures_util::future::join_all(checks).await;
+        results.into_iter().filter(|(_, leader)| !leader).map(|(id, _)| id).collect()
     }
 }

@@ -21,6 +21,8 @@ pub struct EdgeMetrics {
     pub fanout: Histogram,
     /// Connections disconnected because their push queue was full.
     pub overflows: IntCounter,
+    /// Times this edge missed events of a shard and disconnected its devices to resync.
+    pub event_gaps: IntCounter,
     /// Time from receiving a `send` to answering `accepted`.
     pub send_accepted_seconds: Histogram,
     /// Time from receiving a `send` to queuing its `msg` for the sending device.
@@ -64,6 +66,10 @@ impl EdgeMetrics {
                 "dolphin_edge_push_overflow_disconnects_total",
                 "Connections closed because their push queue was full.",
             )?,
+            event_gaps: IntCounter::new(
+                "dolphin_edge_event_gaps_total",
+                "Times events of a shard were lost to this edge and its devices had to resync.",
+            )?,
             send_accepted_seconds: Histogram::with_opts(
                 HistogramOpts::new(
                     "dolphin_edge_send_accepted_seconds",
@@ -87,6 +93,7 @@ impl EdgeMetrics {
         registry.register(Box::new(metrics.errors.clone()))?;
         registry.register(Box::new(metrics.fanout.clone()))?;
         registry.register(Box::new(metrics.overflows.clone()))?;
+        registry.register(Box::new(metrics.event_gaps.clone()))?;
         registry.register(Box::new(metrics.send_accepted_seconds.clone()))?;
         registry.register(Box::new(metrics.send_push_seconds.clone()))?;
         Ok(metrics)

@@ -44,34 +44,36 @@ impl Edge {
         let metrics = EdgeMetrics::register(&registry)?;
         let ctx = Arc::new(Context::new(config, backend.clone(), metrics));
         let tasks = TaskTracker::new();
-        for (_, link) in backend.links() {
-            match link {
-                crate::ShardLink::Local(replicas) => {
-                    for replica in replicas {
-                        let events = replica.subscribe(1024);
-                        tasks.spawn(dispatch::run(
-                            events,
-                            ctx.sessions.clone(),
-                            ctx.metrics.clone(),
-                        ));
-                    }
-                }
-            }
+        let edge =
+            Edge { ctx: ctx.clone(), registry, shutdown: shutdown.clone(), tasks: tasks.clone() };
+        for (shard, link) in backend.links() {
+            edge.follow(shard, link);
         }
-        let limiter_ctx = ctx.clone();
-        let limiter_stop = shutdown.clone();
         tasks.spawn(async move {
             // Forget users idle long enough that their bucket is full again, so the limiter's
             // memory follows active users rather than every user ever seen.
             let mut every = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tokio::select! {
-                    () = limiter_stop.cancelled() => break,
-                    _ = every.tick() => limiter_ctx.limiter.retain_recent(),
+                    () = shutdown.cancelled() => break,
+                    _ = every.tick() => ctx.limiter.retain_recent(),
                 }
             }
         });
-        Ok(Edge { ctx, registry, shutdown, tasks })
+        Ok(edge)
+    }
+
+    /// Starts pushing the events of a shard.
+    pub fn follow(&self, shard: u32, link: crate::ShardLink) {
+        let (sessions, metrics) = (self.ctx.sessions.clone(), self.ctx.metrics.clone());
+        self.tasks.spawn(dispatch::follow(shard, link, sessions, metrics, self.shutdown.clone()));
+    }
+
+    /// Takes a newer topology; follows the shards it adds.
+    pub fn update_topology(&self, topology: &dolphin_topology::Topology) {
+        for (shard, link) in self.ctx.backend.update(topology) {
+            self.follow(shard, link);
+        }
     }
 
     /// The HTTP routes of the edge.
@@ -153,7 +155,7 @@ async fn upgrade(
 }
 
 async fn ready(State(edge): State<Edge>) -> Response {
-    let leaderless = edge.ctx.backend.leaderless();
+    let leaderless = edge.ctx.backend.leaderless().await;
     if leaderless.is_empty() {
         (StatusCode::OK, "ready").into_response()
     } else {

@@ -110,6 +110,13 @@ impl Sessions {
         delivered
     }
 
+    /// Disconnects every device, so that each reconnects and catches up.
+    pub fn kick_all(&self) {
+        for session in self.read().values().flatten() {
+            session.kick.cancel();
+        }
+    }
+
     /// How many connected sessions use each encoding, for metrics.
     pub fn encodings(&self) -> (usize, usize) {
         let by_user = self.read();

@@ -1,12 +1,13 @@
 //! What can go wrong when asking a shard to do something.
 
 use dolphin_protocol::ErrorCode;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::types::NodeId;
 
 /// A request a shard could not serve.
-#[derive(Debug, Error, Clone)]
+#[derive(Debug, Error, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ShardError {
     /// This replica is not the leader; `leader` names the one it believes is.
     #[error("replica is not the leader of its shard")]

@@ -18,6 +18,7 @@ use openraft::raft::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::server::Isolation;
 use crate::types::{NodeId, TypeConfig};
 
 /// The MIME type of RPC bodies.
@@ -27,6 +28,7 @@ pub const RPC_CONTENT_TYPE: &str = "application/msgpack";
 #[derive(Clone, Debug)]
 pub struct HttpNetwork {
     client: reqwest::Client,
+    isolation: Isolation,
 }
 
 impl HttpNetwork {
@@ -38,7 +40,13 @@ impl HttpNetwork {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .unwrap_or_default();
-        HttpNetwork { client }
+        HttpNetwork { client, isolation: Isolation::default() }
+    }
+
+    /// The same network, cut off from every peer while `isolation` is set.
+    pub fn with_isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation = isolation;
+        self
     }
 }
 
@@ -46,7 +54,12 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        Peer { client: self.client.clone(), target, addr: node.addr.clone() }
+        Peer {
+            client: self.client.clone(),
+            target,
+            addr: node.addr.clone(),
+            isolation: self.isolation.clone(),
+        }
     }
 }
 
@@ -56,6 +69,7 @@ pub struct Peer {
     client: reqwest::Client,
     target: NodeId,
     addr: String,
+    isolation: Isolation,
 }
 
 /// Why a call to a peer failed before its answer was read.
@@ -79,6 +93,10 @@ impl Peer {
         Resp: DeserializeOwned,
         E: DeserializeOwned,
     {
+        if self.isolation.is_isolated() {
+            let refused = std::io::Error::other("isolated by fault injection");
+            return Err(CallError::Network(self.addr.clone(), Box::new(refused)));
+        }
         let body = rmp_serde::to_vec_named(request)
             .map_err(|e| CallError::Network(self.addr.clone(), Box::new(e)))?;
         let response = self

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use dolphin_state::{Applied, Command, StateError};
@@ -13,8 +12,8 @@ use openraft::{BasicNode, RaftNetworkFactory};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::bus::{EventBatch, EventBus};
 use crate::error::ShardError;
+use crate::event_log::{EventLog, Subscription};
 use crate::log_store::LogStore;
 use crate::metrics::SequencerMetrics;
 use crate::redb_kv::ReadKv;
@@ -74,8 +73,11 @@ pub struct Shard {
     raft: Raft,
     state: Arc<redb::Database>,
     proposals: mpsc::Sender<Proposal>,
-    bus: EventBus,
+    events: EventLog,
     request_timeout: Duration,
+    /// Set while leadership moves away; writes are refused meanwhile so that no new entry
+    /// keeps the followers from electing another leader.
+    stepping_down: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Shard {
@@ -102,13 +104,11 @@ impl Shard {
             LogStore::open(&config.data_dir.join("raft-log.redb")).map_err(|e| storage(&e))?;
         let snapshots =
             SnapshotDir::new(config.data_dir.join("snapshots")).map_err(|e| storage(&e))?;
-        let bus = EventBus::default();
-        let publishing = Arc::new(AtomicBool::new(false));
+        let events = EventLog::default();
         let machine = StateMachine::open(
             &config.data_dir.join("state.redb"),
             snapshots,
-            bus.clone(),
-            publishing.clone(),
+            events.clone(),
             metrics.clone(),
         )
         .map_err(|e| storage(&e))?;
@@ -120,8 +120,7 @@ impl Shard {
 
         let (proposals, queue) = mpsc::channel(MAX_BATCH * 4);
         let span = info_span!("shard", shard = config.shard, replica = config.replica);
-        tokio::spawn(batcher(raft.clone(), queue, metrics.clone()).instrument(span.clone()));
-        tokio::spawn(track_leadership(raft.clone(), config.replica, publishing).instrument(span));
+        tokio::spawn(batcher(raft.clone(), queue, metrics.clone()).instrument(span));
 
         Ok(Arc::new(Shard {
             id: config.shard,
@@ -130,8 +129,9 @@ impl Shard {
             raft,
             state,
             proposals,
-            bus,
+            events,
             request_timeout: config.request_timeout,
+            stepping_down: Default::default(),
         }))
     }
 
@@ -161,6 +161,9 @@ impl Shard {
     /// Proposes a command and waits until it is applied, returning its result. Commands that
     /// arrive together are proposed together in one log entry.
     pub async fn submit(&self, command: Command) -> Result<Applied, ShardError> {
+        if self.stepping_down.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(ShardError::NotLeader { leader: None });
+        }
         let (reply, receiver) = oneshot::channel();
         let wait = async {
             self.proposals
@@ -198,9 +201,19 @@ impl Shard {
         query(&kv).map_err(|e| ShardError::Storage(e.to_string()))
     }
 
-    /// A stream of the events this replica applies while it leads the shard.
-    pub fn subscribe(&self, capacity: usize) -> mpsc::Receiver<EventBatch> {
-        self.bus.subscribe(capacity)
+    /// Follows the events this replica applies, from after log index `after` (`None`: from
+    /// now).
+    pub fn subscribe(&self, after: Option<u64>) -> Subscription {
+        self.events.subscribe(after)
+    }
+
+    pub(crate) fn set_stepping_down(&self, on: bool) {
+        self.stepping_down.store(on, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The log index up to which this replica has applied.
+    pub fn applied_index(&self) -> u64 {
+        self.events.applied()
     }
 
     /// Whether this replica believes it leads its shard.
@@ -279,19 +292,5 @@ async fn batcher(raft: Raft, mut queue: mpsc::Receiver<Proposal>, metrics: Seque
 fn fail_all(replies: Vec<oneshot::Sender<Result<Applied, ShardError>>>, error: ShardError) {
     for reply in replies {
         let _ = reply.send(Err(error.clone()));
-    }
-}
-
-/// Keeps `publishing` equal to whether this replica leads its shard.
-async fn track_leadership(raft: Raft, me: NodeId, publishing: Arc<AtomicBool>) {
-    let mut metrics = raft.metrics();
-    loop {
-        let leading = metrics.borrow().current_leader == Some(me);
-        if publishing.swap(leading, Ordering::AcqRel) != leading {
-            info!(leading, "leadership changed");
-        }
-        if metrics.changed().await.is_err() {
-            break;
-        }
     }
 }

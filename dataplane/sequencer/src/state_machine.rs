@@ -2,7 +2,7 @@
 //!
 //! Each call to `apply` is one write transaction over every entry it is given, committed with
 //! an fsync together with the last applied log id, so the state on disk always matches a
-//! prefix of the log. Applied events go to the [`EventBus`] only after that commit: nothing is
+//! prefix of the log. Applied events go to the [`EventLog`] only after that commit: nothing is
 //! pushed that a crash could take back.
 
 #![allow(
@@ -13,7 +13,6 @@
 use std::fmt::Debug;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use dolphin_state::{Event, Outcome};
@@ -21,7 +20,7 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::bus::EventBus;
+use crate::event_log::EventLog;
 use crate::metrics::SequencerMetrics;
 use crate::redb_kv::{ReadKv, WriteKv};
 use crate::snapshot::{SnapshotDir, load_dump, write_dump};
@@ -43,10 +42,7 @@ fn snap_err(error: impl std::error::Error + 'static) -> StorageError {
 pub struct StateMachine {
     db: Arc<Database>,
     snapshots: SnapshotDir,
-    bus: EventBus,
-    /// Whether this replica pushes what it applies: only the leader does, so that each event
-    /// is pushed once per cluster rather than once per replica.
-    publishing: Arc<AtomicBool>,
+    events: EventLog,
     metrics: SequencerMetrics,
 }
 
@@ -61,8 +57,7 @@ impl StateMachine {
     pub fn open(
         path: &Path,
         snapshots: SnapshotDir,
-        bus: EventBus,
-        publishing: Arc<AtomicBool>,
+        events: EventLog,
         metrics: SequencerMetrics,
     ) -> Result<Self, redb::Error> {
         let db = Database::create(path)?;
@@ -71,7 +66,12 @@ impl StateMachine {
         txn.open_table(SM_META)?;
         txn.commit()?;
         snapshots.clean_incoming();
-        Ok(StateMachine { db: Arc::new(db), snapshots, bus, publishing, metrics })
+        let applied = {
+            let txn = db.begin_read()?;
+            read_meta(&txn).ok().and_then(|(applied, _)| applied).map_or(0, |id| id.index)
+        };
+        events.start_at(applied);
+        Ok(StateMachine { db: Arc::new(db), snapshots, events, metrics })
     }
 
     /// The database, for reads.
@@ -109,7 +109,10 @@ fn write_meta(
 }
 
 /// Applies `entries` in one durable transaction, returning one result per entry.
-fn apply_entries(db: &Database, entries: Vec<Entry>) -> Result<Vec<BatchResult>, StorageError> {
+fn apply_entries(
+    db: &Database,
+    entries: Vec<Entry>,
+) -> Result<Vec<(u64, BatchResult)>, StorageError> {
     let mut txn = db.begin_write().map_err(sm_err)?;
     txn.set_durability(Durability::Immediate).map_err(sm_err)?;
     let (mut applied, mut membership) = {
@@ -129,8 +132,9 @@ fn apply_entries(db: &Database, entries: Vec<Entry>) -> Result<Vec<BatchResult>,
         let mut kv = WriteKv::open(&txn).map_err(sm_err)?;
         for entry in entries {
             applied = Some(entry.log_id);
+            let index = entry.log_id.index;
             match entry.payload {
-                EntryPayload::Blank => results.push(BatchResult::default()),
+                EntryPayload::Blank => results.push((index, BatchResult::default())),
                 EntryPayload::Normal(batch) => {
                     let mut result =
                         BatchResult { applied: Vec::with_capacity(batch.commands.len()) };
@@ -140,11 +144,11 @@ fn apply_entries(db: &Database, entries: Vec<Entry>) -> Result<Vec<BatchResult>,
                         })?;
                         result.applied.push(outcome);
                     }
-                    results.push(result);
+                    results.push((index, result));
                 }
                 EntryPayload::Membership(change) => {
                     membership = StoredMembership::new(Some(entry.log_id), change);
-                    results.push(BatchResult::default());
+                    results.push((index, BatchResult::default()));
                 }
             }
         }
@@ -175,21 +179,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(sm_err)??;
         self.metrics.apply_seconds.observe(started.elapsed().as_secs_f64());
 
-        let mut events = Vec::new();
-        for applied in results.iter().flat_map(|r| &r.applied) {
-            match &applied.outcome {
-                Outcome::Sent { duplicate: false, .. } => self.metrics.messages_ordered.inc(),
-                Outcome::Refused(refusal) => {
-                    self.metrics.rejects.with_label_values(&[refusal.code.as_str()]).inc()
+        let mut replies = Vec::with_capacity(results.len());
+        for (index, result) in results {
+            let mut events = Vec::new();
+            for applied in &result.applied {
+                match &applied.outcome {
+                    Outcome::Sent { duplicate: false, .. } => self.metrics.messages_ordered.inc(),
+                    Outcome::Refused(refusal) => {
+                        self.metrics.rejects.with_label_values(&[refusal.code.as_str()]).inc()
+                    }
+                    _ => {}
                 }
-                _ => {}
+                events.extend(applied.events.iter().cloned());
             }
-            events.extend(applied.events.iter().cloned());
+            self.events.append(index, Arc::<[Event]>::from(events));
+            replies.push(result);
         }
-        if self.publishing.load(Ordering::Acquire) && !events.is_empty() {
-            self.bus.publish(Arc::<[Event]>::from(events)).await;
-        }
-        Ok(results)
+        Ok(replies)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -219,7 +225,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let db = self.db.clone();
         let snapshots = self.snapshots.clone();
         let meta = meta.clone();
-        tokio::task::spawn_blocking(move || {
+        let installed = tokio::task::spawn_blocking(move || {
             use std::io::{Seek, SeekFrom};
             file.seek(SeekFrom::Start(0)).map_err(snap_err)?;
             // Keep a copy as this replica's current snapshot, for followers it will feed.
@@ -235,10 +241,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             write_meta(&txn, &meta.last_log_id, &meta.last_membership)?;
             txn.commit().map_err(snap_err)?;
             snapshots.promote(&copy_path, &meta).map_err(snap_err)?;
-            Ok::<_, StorageError>(())
+            Ok::<_, StorageError>(meta.last_log_id.map_or(0, |id| id.index))
         })
         .await
         .map_err(snap_err)??;
+        self.events.reset_to(installed);
         self.snapshots.clean_incoming();
         Ok(())
     }

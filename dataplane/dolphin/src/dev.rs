@@ -12,16 +12,16 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use dolphin_edge::auth::Verifier;
 use dolphin_edge::{Backend, Edge, EdgeConfig, ShardLink};
-use dolphin_sequencer::network::HttpNetwork;
 use dolphin_sequencer::query::{Answer, Query};
-use dolphin_sequencer::{SequencerMetrics, Shard, ShardConfig};
+use dolphin_sequencer::{SequencerMetrics, ShardConfig};
 use dolphin_state::{Command, Policy};
-use dolphin_topology::{DEFAULT_SLOTS, Topology};
+use dolphin_topology::{DEFAULT_SLOTS, Replica, Topology};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::replica::{self, ReplicaSpec};
 use crate::secrets;
 
 /// How long connections get to close after a shutdown signal.
@@ -58,27 +58,55 @@ impl Dev {
     }
 }
 
-/// Loads the topology kept in the data folder, or creates it for `shards` shards. The shard
-/// count is fixed for a folder's life: routing depends on it.
-fn topology(data: &Path, shards: u32) -> anyhow::Result<Topology> {
+/// Loads the topology kept in the data folder, or creates it for `shards` shards of
+/// `replicas` replicas on free loopback ports. Shard and replica counts are fixed for a
+/// folder's life: routing depends on the first, and the Raft membership (with each replica's
+/// address) on the second. Returns the listeners of every replica, bound to the addresses the
+/// topology names.
+async fn topology(
+    data: &Path,
+    shards: u32,
+    replicas: u32,
+) -> anyhow::Result<(Topology, BTreeMap<(u32, u64), TcpListener>)> {
     let path = data.join("topology.yaml");
+    let mut listeners = BTreeMap::new();
     if path.exists() {
         let topology = Topology::load(&path)?;
-        if topology.shards.len() != shards as usize {
+        let kept_replicas = topology.shards.first().map_or(0, |s| s.replicas.len());
+        if topology.shards.len() != shards as usize || kept_replicas != replicas as usize {
             bail!(
-                "{} was created with {} shards; start with --shards {} or use another --data folder",
+                "{} was created with --shards {} --replicas {}; start with those or use another --data folder",
                 data.display(),
                 topology.shards.len(),
-                topology.shards.len()
+                kept_replicas
             );
         }
-        return Ok(topology);
+        for shard in &topology.shards {
+            for replica in &shard.replicas {
+                let listener = TcpListener::bind(&replica.addr).await.with_context(|| {
+                    format!(
+                        "failed to listen on {} for shard {} replica {}",
+                        replica.addr, shard.id, replica.id
+                    )
+                })?;
+                listeners.insert((shard.id, replica.id), listener);
+            }
+        }
+        return Ok((topology, listeners));
     }
     let epoch = secrets::random_hex(8);
-    let topology = Topology::even(epoch, shards, DEFAULT_SLOTS);
+    let mut topology = Topology::even(epoch, shards, DEFAULT_SLOTS);
+    for shard in &mut topology.shards {
+        for id in 1..=u64::from(replicas) {
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?.to_string();
+            shard.replicas.push(Replica { id, addr });
+            listeners.insert((shard.id, id), listener);
+        }
+    }
     let yaml = topology.to_yaml();
     secrets::read_or_create(&path, || yaml)?;
-    Ok(topology)
+    Ok((topology, listeners))
 }
 
 /// Opens the data folder, starts every shard and the edge on `listener`.
@@ -86,35 +114,52 @@ pub async fn start(config: DevConfig, listener: TcpListener) -> anyhow::Result<D
     if config.shards == 0 || config.shards > 256 {
         bail!("--shards must be 1 to 256");
     }
-    if config.replicas != 1 {
-        bail!("--replicas above 1 needs replicas that reach each other; only 1 is supported yet");
+    if ![1, 3, 5].contains(&config.replicas) {
+        bail!("--replicas must be 1, 3 or 5");
     }
     std::fs::create_dir_all(&config.data)
         .with_context(|| format!("failed to create {}", config.data.display()))?;
-    let topology = topology(&config.data, config.shards)?;
+    let (topology, mut listeners) = topology(&config.data, config.shards, config.replicas).await?;
     let secret = secrets::jwt_secret(&config.data)?;
     let registry = prometheus::Registry::new();
     let sequencer_metrics = SequencerMetrics::register(&registry)?;
 
+    let shutdown = CancellationToken::new();
     let mut links = Vec::new();
     let mut all = Vec::new();
     for shard in &topology.shards {
-        let dir = config.data.join(format!("shard-{}", shard.id)).join("replica-1");
-        let shard_config = ShardConfig {
-            shard: shard.id,
-            replica: 1,
-            data_dir: dir,
-            addr: "in-process".into(),
-            raft: ShardConfig::default_raft(shard.id),
-            request_timeout: Duration::from_secs(5),
-        };
-        let network = HttpNetwork::new(Duration::from_secs(1));
-        let replica = Shard::open(shard_config, network, sequencer_metrics.clone())
-            .await
-            .with_context(|| format!("failed to open shard {}", shard.id))?;
-        replica.bootstrap(&BTreeMap::new()).await?;
-        links.push((shard.id, ShardLink::Local(vec![replica.clone()])));
-        all.push(replica);
+        // Each replica serves Raft RPC on a loopback port of its own, as it would in a cluster.
+        let members: BTreeMap<u64, String> =
+            shard.replicas.iter().map(|r| (r.id, r.addr.clone())).collect();
+        let mut replicas = Vec::new();
+        for &replica in members.keys() {
+            let listener = listeners
+                .remove(&(shard.id, replica))
+                .context("every replica of the topology has a listener")?;
+            let spec = ReplicaSpec {
+                shard: shard.id,
+                replica,
+                data: config
+                    .data
+                    .join(format!("shard-{}", shard.id))
+                    .join(format!("replica-{replica}")),
+                advertise: members[&replica].clone(),
+                bootstrap: members.clone(),
+                fault_injection: false,
+                raft: ShardConfig::default_raft(shard.id),
+            };
+            let running = replica::start(
+                spec,
+                listener,
+                registry.clone(),
+                sequencer_metrics.clone(),
+                shutdown.clone(),
+            )
+            .await?;
+            replicas.push(running.shard.clone());
+            all.push(running);
+        }
+        links.push((shard.id, ShardLink::Local(replicas)));
     }
     let backend = Arc::new(Backend::new(&topology, links));
     apply_policy(&backend, &config.policy).await?;
@@ -123,7 +168,6 @@ pub async fn start(config: DevConfig, listener: TcpListener) -> anyhow::Result<D
     let mut edge_config = EdgeConfig::new(topology.epoch.clone(), verifier);
     edge_config.send_rate_per_sec = config.send_rate_per_sec;
     edge_config.send_burst = config.send_burst;
-    let shutdown = CancellationToken::new();
     let edge = Edge::start(edge_config, backend, registry, shutdown.clone())?;
     let addr = listener.local_addr()?;
     info!(%addr, shards = config.shards, data = %config.data.display(), "dolphin dev started");
@@ -131,8 +175,9 @@ pub async fn start(config: DevConfig, listener: TcpListener) -> anyhow::Result<D
     let task = tokio::spawn(async move {
         dolphin_edge::serve(listener, edge.clone()).await?;
         edge.drained(DRAIN).await;
-        for replica in all {
-            replica.shutdown().await;
+        for running in all {
+            running.shard.shutdown().await;
+            let _ = running.server.await;
         }
         info!("dolphin dev stopped");
         Ok(())

@@ -2,4 +2,8 @@
 //! both call.
 
 pub mod dev;
+pub mod edge;
+pub mod local_cluster;
+pub mod replica;
 pub mod secrets;
+pub mod sequencer;

@@ -74,6 +74,10 @@ enum Command {
     },
     /// A terminal chat: shows a conversation as it happens and sends what you type.
     Chat(chat::ChatArgs),
+    /// Runs one replica of one sequencer shard.
+    Sequencer(dolphin::sequencer::SequencerArgs),
+    /// Runs a WebSocket edge that reaches the shards named by a topology file.
+    Edge(dolphin::edge::EdgeArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -129,6 +133,26 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Chat(args) => chat::run(args).await,
+        Command::Sequencer(args) => {
+            init_logging(cli.log_format);
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                stop.cancel();
+            });
+            dolphin::sequencer::run(args, shutdown).await
+        }
+        Command::Edge(args) => {
+            init_logging(cli.log_format);
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                stop.cancel();
+            });
+            dolphin::edge::run(args, shutdown).await
+        }
     }
 }
 

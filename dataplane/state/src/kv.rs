@@ -24,9 +24,9 @@ pub enum Table {
     UserConvs,
     /// `conv \0 seq (u64 big-endian)` -> [`dolphin_protocol::Message`].
     Messages,
-    /// `sender \0 cid` -> [`crate::model::DedupeEntry`].
+    /// `sender \0 conv \0 cid` -> [`crate::model::DedupeEntry`].
     Dedupe,
-    /// `sender \0 n (u64 big-endian)` -> cid: the sender's recent cids, oldest first.
+    /// `sender \0 n (u64 big-endian)` -> dedupe key: the sender's recent sends, oldest first.
     DedupeOrder,
     /// `sender` -> [`crate::model::DedupeWindow`].
     DedupeWindows,

@@ -15,9 +15,14 @@ use crate::kv::{self, Kv, KvRead, Table, pair_key, prefix_range, second_part, se
 use crate::model::{ConvMeta, DedupeEntry, DedupeWindow, DirectPolicy, Member, Policy};
 
 /// How many of a sender's most recent cids each shard remembers. A send repeating one of them
-/// is recognised as a resend and makes no second message; a cid older than that is no longer
-/// recognised. Ten thousand covers hours of resends at any rate a person types, and bounds the
-/// dedupe state per sender.
+/// in the same conversation is recognised as a resend and makes no second message; a cid older
+/// than that is no longer recognised. Ten thousand covers hours of resends at any rate a person
+/// types, and bounds the dedupe state per sender.
+///
+/// Repeats are recognised per conversation: a cid reused in another conversation (which a
+/// client should not do, cids being unique per sender) makes a message there. Recognising it
+/// across conversations would need a second ordering step on another shard for every send,
+/// and treating it as a repeat would drop a message that was `accepted`.
 pub const DEDUPE_WINDOW: u64 = 10_000;
 
 const POLICY_KEY: &[u8] = b"policy";
@@ -96,7 +101,7 @@ fn send<K: Kv>(
     // A resend of a cid in the window pushes the first message again, to every member: a
     // resend usually means a crash lost track of whether the first push happened, and
     // clients drop repeats by (conv, seq).
-    if let Some(entry) = get::<DedupeEntry, K>(kv, Table::Dedupe, &pair_key(from, cid))? {
+    if let Some(entry) = get::<DedupeEntry, K>(kv, Table::Dedupe, &dedupe_key(from, conv, cid))? {
         let outcome = Outcome::Sent { conv: entry.conv.clone(), seq: entry.seq, duplicate: true };
         let recipients = members_of(kv, &entry.conv)?;
         let events = message(kv, &entry.conv, entry.seq)?
@@ -175,6 +180,15 @@ fn open_direct<K: Kv>(kv: &mut K, conv: &str, a: &str, b: &str) -> StateResult<C
     })
 }
 
+/// The dedupe key of a send: sender, conversation and cid, each ended by `\0` but the last
+/// (ids and cids hold no control characters).
+fn dedupe_key(sender: &str, conv: &str, cid: &str) -> Vec<u8> {
+    let mut key = pair_key(sender, conv);
+    key.push(0);
+    key.extend_from_slice(cid.as_bytes());
+    key
+}
+
 /// Records `cid` in the sender's window and forgets the oldest beyond [`DEDUPE_WINDOW`].
 fn remember_cid<K: Kv>(
     kv: &mut K,
@@ -186,14 +200,14 @@ fn remember_cid<K: Kv>(
     let mut window =
         get::<DedupeWindow, K>(kv, Table::DedupeWindows, sender.as_bytes())?.unwrap_or_default();
     let entry = DedupeEntry { conv: conv.to_owned(), seq, n: window.next };
-    put(kv, Table::Dedupe, &pair_key(sender, cid), &entry)?;
-    put_raw(kv, Table::DedupeOrder, &seq_key(sender, window.next), cid.as_bytes())?;
+    let key = dedupe_key(sender, conv, cid);
+    put(kv, Table::Dedupe, &key, &entry)?;
+    put_raw(kv, Table::DedupeOrder, &seq_key(sender, window.next), &key)?;
     window.next += 1;
     while window.next - window.first > DEDUPE_WINDOW {
         let order_key = seq_key(sender, window.first);
-        if let Some(old) = kv.get(Table::DedupeOrder, &order_key).map_err(StateError::Store)? {
-            let old = String::from_utf8_lossy(&old).into_owned();
-            delete(kv, Table::Dedupe, &pair_key(sender, &old))?;
+        if let Some(old_key) = kv.get(Table::DedupeOrder, &order_key).map_err(StateError::Store)? {
+            delete(kv, Table::Dedupe, &old_key)?;
             delete(kv, Table::DedupeOrder, &order_key)?;
         }
         window.first += 1;

@@ -68,7 +68,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
-    fn seqs_are_dense_and_each_sender_cid_makes_one_message(
+    fn seqs_are_dense_and_each_sender_cid_makes_one_message_per_conversation(
         commands in prop::collection::vec(command(), 1..120)
     ) {
         let (kv, applied) = run(&commands);
@@ -92,7 +92,8 @@ proptest! {
             prop_assert_eq!(&seqs, &dense, "conv {}", conv);
             for (from, cid) in by_seq.values() {
                 if !cid.starts_with("sys-") {
-                    prop_assert!(cids.insert((from.clone(), cid.clone())), "{from}/{cid} twice");
+                    let key = (conv.clone(), from.clone(), cid.clone());
+                    prop_assert!(cids.insert(key), "{from}/{cid} twice in {conv}");
                 }
             }
         }

@@ -283,3 +283,16 @@ fn the_dedupe_window_forgets_only_the_oldest_cids() {
     let oldest = send(&mut kv, "d:alice:alice", "alice", "c0");
     assert!(matches!(oldest.outcome, Outcome::Sent { duplicate: false, .. }));
 }
+
+#[test]
+fn a_cid_reused_in_another_conversation_makes_a_message_there() {
+    let mut kv = MemKv::default();
+    send(&mut kv, "d:alice:bob", "alice", "c1");
+    let other = send(&mut kv, "d:alice:carol", "alice", "c1");
+    assert_eq!(
+        other.outcome,
+        Outcome::Sent { conv: "d:alice:carol".into(), seq: 1, duplicate: false }
+    );
+    let again = send(&mut kv, "d:alice:carol", "alice", "c1");
+    assert!(matches!(again.outcome, Outcome::Sent { seq: 1, duplicate: true, .. }));
+}

@@ -1,0 +1,76 @@
+//! `dolphin sequencer`: one replica of one shard, as its own process.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use dolphin_sequencer::{SequencerMetrics, ShardConfig};
+use dolphin_topology::Topology;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::replica::{self, ReplicaSpec};
+
+/// The settings of `dolphin sequencer`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct SequencerArgs {
+    /// The shard this replica belongs to.
+    #[arg(long, env = "DOLPHIN_SHARD")]
+    pub shard: u32,
+    /// This replica's id within its shard (its Raft node id).
+    #[arg(long, env = "DOLPHIN_REPLICA")]
+    pub id: u64,
+    /// Address to serve on; defaults to the replica's address in the topology.
+    #[arg(long, env = "DOLPHIN_LISTEN")]
+    pub listen: Option<String>,
+    /// This replica's folder: Raft log, state and snapshots.
+    #[arg(long, env = "DOLPHIN_DATA")]
+    pub data: PathBuf,
+    /// The topology file (YAML).
+    #[arg(long, env = "DOLPHIN_TOPOLOGY")]
+    pub topology: PathBuf,
+    /// Do not form the shard from the topology's replicas: wait to be added as a learner by
+    /// the leader (for replicas added to a running shard).
+    #[arg(long, env = "DOLPHIN_NO_BOOTSTRAP")]
+    pub no_bootstrap: bool,
+    /// Serve `/admin/isolate`, which cuts this replica off from its peers (for tests).
+    #[arg(long, env = "DOLPHIN_FAULT_INJECTION")]
+    pub enable_fault_injection: bool,
+}
+
+/// Runs the replica until `shutdown`.
+pub async fn run(args: SequencerArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let topology = Topology::load(&args.topology)?;
+    let Some(shard) = topology.shard(args.shard) else {
+        bail!("the topology has no shard {}", args.shard);
+    };
+    let Some(me) = shard.replicas.iter().find(|r| r.id == args.id) else {
+        bail!("the topology lists no replica {} in shard {}", args.id, args.shard);
+    };
+    let listen = args.listen.clone().unwrap_or_else(|| me.addr.clone());
+    let listener = TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("failed to listen on {listen}"))?;
+    let bootstrap = if args.no_bootstrap {
+        Default::default()
+    } else {
+        shard.replicas.iter().map(|r| (r.id, r.addr.clone())).collect()
+    };
+    let registry = prometheus::Registry::new();
+    let metrics = SequencerMetrics::register(&registry)?;
+    let spec = ReplicaSpec {
+        shard: args.shard,
+        replica: args.id,
+        data: args.data,
+        advertise: me.addr.clone(),
+        bootstrap,
+        fault_injection: args.enable_fault_injection,
+        raft: ShardConfig::default_raft(args.shard),
+    };
+    let running = replica::start(spec, listener, registry, metrics, shutdown.clone()).await?;
+    shutdown.cancelled().await;
+    info!("stopping replica");
+    running.shard.shutdown().await;
+    running.server.await.context("replica server panicked")??;
+    Ok(())
+}

@@ -28,6 +28,8 @@ pub struct ClusterSpec {
     pub fault_injection: bool,
     /// Extra arguments for every edge.
     pub edge_args: Vec<String>,
+    /// Extra arguments for every sequencer replica.
+    pub sequencer_args: Vec<String>,
 }
 
 /// A running local cluster. Processes are killed when it is dropped.
@@ -118,6 +120,7 @@ impl LocalCluster {
         if self.spec.fault_injection {
             command.arg("--enable-fault-injection");
         }
+        command.args(&self.spec.sequencer_args);
         let log = format!("shard-{shard}-replica-{replica}");
         command.stdout(self.log(&log)?).stderr(self.log(&log)?).kill_on_drop(true);
         let child = command.spawn().context("failed to start a sequencer")?;

@@ -78,6 +78,18 @@ enum Command {
     Sequencer(dolphin::sequencer::SequencerArgs),
     /// Runs a WebSocket edge that reaches the shards named by a topology file.
     Edge(dolphin::edge::EdgeArgs),
+    /// Runs a whole cluster as processes on this machine: shards of replicas, and edges.
+    Cluster {
+        /// Folder for the topology, the secret, the data and the logs.
+        #[arg(long, default_value = "./dolphin-cluster")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 2)]
+        shards: u32,
+        #[arg(long, default_value_t = 3)]
+        replicas: u32,
+        #[arg(long, default_value_t = 2)]
+        edges: u32,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -133,6 +145,24 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Chat(args) => chat::run(args).await,
+        Command::Cluster { dir, shards, replicas, edges } => {
+            init_logging(cli.log_format);
+            let spec = dolphin::local_cluster::ClusterSpec {
+                dir: dir.clone(),
+                shards,
+                replicas,
+                edges,
+                binary: std::env::current_exe()?,
+                fault_injection: false,
+                edge_args: Vec::new(),
+                sequencer_args: Vec::new(),
+            };
+            let mut cluster = dolphin::local_cluster::LocalCluster::start(spec).await?;
+            announce_cluster(&cluster, &dir);
+            shutdown_signal().await;
+            cluster.stop(std::time::Duration::from_secs(10)).await;
+            Ok(())
+        }
         Command::Sequencer(args) => {
             init_logging(cli.log_format);
             let shutdown = tokio_util::sync::CancellationToken::new();
@@ -160,6 +190,24 @@ async fn main() -> anyhow::Result<()> {
 #[allow(clippy::print_stdout)]
 fn announce(addr: SocketAddr) {
     println!("dolphin dev is running: ws://{addr}/v1/ws (metrics at http://{addr}/metrics)");
+}
+
+/// Tells the person who started `dolphin cluster` where it is.
+#[allow(clippy::print_stdout)]
+fn announce_cluster(cluster: &dolphin::local_cluster::LocalCluster, dir: &std::path::Path) {
+    println!("dolphin cluster is running; logs and data in {}", dir.display());
+    for addr in cluster.edge_addrs() {
+        println!("edge: ws://{addr}/v1/ws");
+    }
+    for shard in &cluster.topology.shards {
+        for replica in &shard.replicas {
+            println!(
+                "shard {} replica {}: http://{}/admin/status",
+                shard.id, replica.id, replica.addr
+            );
+        }
+    }
+    println!("tokens: DOLPHIN_JWT_SECRET=$(cat {}/jwt-secret) dolphin token USER", dir.display());
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

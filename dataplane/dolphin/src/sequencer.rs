@@ -36,6 +36,12 @@ pub struct SequencerArgs {
     /// Serve `/admin/isolate`, which cuts this replica off from its peers (for tests).
     #[arg(long, env = "DOLPHIN_FAULT_INJECTION")]
     pub enable_fault_injection: bool,
+    /// Build a snapshot every this many log entries (and purge the log behind it).
+    #[arg(long, env = "DOLPHIN_SNAPSHOT_EVERY", default_value_t = 20_000)]
+    pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot, for followers that lag a little.
+    #[arg(long, env = "DOLPHIN_SNAPSHOT_KEEP", default_value_t = 5_000)]
+    pub snapshot_keep: u64,
 }
 
 /// Runs the replica until `shutdown`.
@@ -65,7 +71,11 @@ pub async fn run(args: SequencerArgs, shutdown: CancellationToken) -> anyhow::Re
         advertise: me.addr.clone(),
         bootstrap,
         fault_injection: args.enable_fault_injection,
-        raft: ShardConfig::default_raft(args.shard),
+        raft: openraft::Config {
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(args.snapshot_every.max(1)),
+            max_in_snapshot_log_to_keep: args.snapshot_keep,
+            ..ShardConfig::default_raft(args.shard)
+        },
     };
     let running = replica::start(spec, listener, registry, metrics, shutdown.clone()).await?;
     shutdown.cancelled().await;

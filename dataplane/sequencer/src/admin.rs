@@ -30,6 +30,15 @@ pub struct Status {
     pub nodes: BTreeMap<NodeId, String>,
 }
 
+/// A fingerprint of a replica's whole state at one log index: replicas that applied the same
+/// log have the same digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    pub applied_index: u64,
+    /// SHA-256 over every entry of every state table, in order, as hex.
+    pub sha256: String,
+}
+
 /// A replica to add as a learner.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewLearner {
@@ -77,6 +86,34 @@ impl Shard {
             learners,
             nodes,
         }
+    }
+
+    /// Hashes the whole state as of now, with the log index it reflects.
+    pub async fn digest(&self) -> Result<Digest, ShardError> {
+        use redb::ReadableDatabase as _;
+        use sha2::Digest as _;
+        let db = self.database();
+        tokio::task::spawn_blocking(move || {
+            let storage = |e: &dyn std::fmt::Display| ShardError::Storage(e.to_string());
+            let txn = db.begin_read().map_err(|e| storage(&e))?;
+            let applied = crate::state_machine::applied_index(&txn).map_err(|e| storage(&e))?;
+            let kv = crate::redb_kv::ReadKv::from_txn(&txn).map_err(|e| storage(&e))?;
+            let mut hasher = sha2::Sha256::new();
+            for table in dolphin_state::Table::ALL {
+                hasher.update(table.name().as_bytes());
+                for item in kv.iter(table).map_err(|e| storage(&e))? {
+                    let (key, value) = item.map_err(|e| storage(&e))?;
+                    for part in [key.value(), value.value()] {
+                        hasher.update((part.len() as u64).to_be_bytes());
+                        hasher.update(part);
+                    }
+                }
+            }
+            let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            Ok(Digest { applied_index: applied, sha256 })
+        })
+        .await
+        .map_err(|e| ShardError::Storage(e.to_string()))?
     }
 
     fn not_leader(&self) -> ShardError {

@@ -7,7 +7,8 @@
 //! | `POST /v1/shard/submit` | [`Command`] (MessagePack) | `Result<Applied, ShardError>` |
 //! | `POST /v1/shard/query` | [`Query`] (MessagePack) | `Result<Answer, ShardError>` |
 //! | `GET /v1/shard/events?after=N` | | a stream of [`StreamItem`]s, each length-prefixed |
-//! | `GET /admin/status` | | [`Status`] (JSON) |
+//! | `GET /admin/status` | | [`Status`](crate::admin::Status) (JSON) |
+//! | `GET /admin/digest` | | [`Digest`](crate::admin::Digest) of the whole state (JSON) |
 //! | `POST /admin/learners` | [`NewLearner`] (JSON) | 204, after the learner caught up |
 //! | `POST /admin/promote`, `/admin/remove` | [`ReplicaRef`] (JSON) | 204 |
 //! | `POST /admin/step-down` | | JSON: the new leader |
@@ -108,6 +109,7 @@ impl ReplicaServer {
             .route("/v1/shard/query", post(query))
             .route("/v1/shard/events", get(events))
             .route("/admin/status", get(status))
+            .route("/admin/digest", get(digest))
             .route("/admin/learners", post(add_learner))
             .route("/admin/promote", post(promote))
             .route("/admin/remove", post(remove))
@@ -266,6 +268,13 @@ async fn events(State(server): State<ReplicaServer>, UrlQuery(after): UrlQuery<A
 
 async fn status(State(server): State<ReplicaServer>) -> Response {
     axum::Json(server.shard.status()).into_response()
+}
+
+async fn digest(State(server): State<ReplicaServer>) -> Response {
+    match server.shard.digest().await {
+        Ok(digest) => axum::Json(digest).into_response(),
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(error)).into_response(),
+    }
 }
 
 fn admin_result(result: Result<(), ShardError>) -> Response {

@@ -211,6 +211,11 @@ impl Shard {
         self.stepping_down.store(on, std::sync::atomic::Ordering::Release);
     }
 
+    /// The state database, for consistent reads of everything (digests).
+    pub(crate) fn database(&self) -> Arc<redb::Database> {
+        self.state.clone()
+    }
+
     /// The log index up to which this replica has applied.
     pub fn applied_index(&self) -> u64 {
         self.events.applied()

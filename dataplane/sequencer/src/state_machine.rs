@@ -95,6 +95,11 @@ fn read_meta(
     Ok((applied, membership))
 }
 
+/// The index of the last entry the state in `txn` includes.
+pub(crate) fn applied_index(txn: &redb::ReadTransaction) -> Result<u64, StorageError> {
+    Ok(read_meta(txn)?.0.map_or(0, |id| id.index))
+}
+
 fn write_meta(
     txn: &redb::WriteTransaction,
     applied: &Option<LogId>,

@@ -119,7 +119,8 @@ main() {
 
     need_go
     export GOFLAGS="${GOFLAGS:-} -buildvcs=false -mod=readonly"
-    local tmp="$bin.tmp.$$"
+    # Global, not local: the EXIT trap may run after main has returned.
+    tmp="$bin.tmp.$$"
     rm -rf "$tmp"
     mkdir -p "$tmp"
     trap 'rm -rf "$tmp"' EXIT

@@ -107,8 +107,26 @@ impl LocalCluster {
         shard.replicas.iter().find(|r| r.id == replica).map(|r| r.addr.clone())
     }
 
+    /// Adds a replica to a shard in the topology (a newer version of the file) and starts it
+    /// waiting to be added by the leader as a learner. Returns its id.
+    pub fn add_replica(&mut self, shard: u32) -> anyhow::Result<u64> {
+        let addr = free_addr()?;
+        let entry =
+            self.topology.shards.iter_mut().find(|s| s.id == shard).context("no such shard")?;
+        let id = entry.replicas.iter().map(|r| r.id).max().unwrap_or(0) + 1;
+        entry.replicas.push(Replica { id, addr });
+        self.topology.version += 1;
+        std::fs::write(self.spec.dir.join("topology.yaml"), self.topology.to_yaml())?;
+        self.spawn_replica(shard, id, &["--no-bootstrap"])?;
+        Ok(id)
+    }
+
     /// Starts (or restarts) one replica process on its folder.
     pub fn start_replica(&mut self, shard: u32, replica: u64) -> anyhow::Result<()> {
+        self.spawn_replica(shard, replica, &[])
+    }
+
+    fn spawn_replica(&mut self, shard: u32, replica: u64, extra: &[&str]) -> anyhow::Result<()> {
         let data = self.spec.dir.join(format!("shard-{shard}")).join(format!("replica-{replica}"));
         let mut command = Command::new(&self.spec.binary);
         command
@@ -120,7 +138,7 @@ impl LocalCluster {
         if self.spec.fault_injection {
             command.arg("--enable-fault-injection");
         }
-        command.args(&self.spec.sequencer_args);
+        command.args(&self.spec.sequencer_args).args(extra);
         let log = format!("shard-{shard}-replica-{replica}");
         command.stdout(self.log(&log)?).stderr(self.log(&log)?).kill_on_drop(true);
         let child = command.spawn().context("failed to start a sequencer")?;

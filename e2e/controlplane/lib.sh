@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the control-plane scripts; sourced, never run.
 #
 # Every wait here is bounded and names what probably hung, so a failed run says where to look

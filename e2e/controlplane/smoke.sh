@@ -312,6 +312,7 @@ main() {
     cp_log "start: $((SECONDS - t0))s"
 
     set -a
+    # shellcheck source=/dev/null
     source "$state/env"
     set +a
     t0=$SECONDS

@@ -47,8 +47,9 @@ check() {
 # left would leave them on the machine. Best effort: skipped when the API server is down.
 remove_volume_folders() {
     local kubectl path
-    kubectl="$(sed -n 's/^DOLPHIN_CP_BIN=//p' "$STATE/env" 2>/dev/null)/kubectl"
-    [[ -x $kubectl && -f $STATE/kubeconfig ]] || return 0
+    [[ -f $STATE/env && -f $STATE/kubeconfig ]] || return 0
+    kubectl="$(sed -n 's/^DOLPHIN_CP_BIN=//p' "$STATE/env")/kubectl"
+    [[ -x $kubectl ]] || return 0
     "$kubectl" --kubeconfig "$STATE/kubeconfig" --request-timeout=5s get pv \
         -o jsonpath='{range .items[*]}{.spec.hostPath.path}{"\n"}{end}' 2>/dev/null |
         while read -r path; do

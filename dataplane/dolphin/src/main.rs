@@ -78,6 +78,9 @@ enum Command {
     Sequencer(dolphin::sequencer::SequencerArgs),
     /// Runs a WebSocket edge that reaches the shards named by a topology file.
     Edge(dolphin::edge::EdgeArgs),
+    /// Measures Dolphin (see docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Runs a whole cluster as processes on this machine: shards of replicas, and edges.
     Cluster {
         /// Folder for the topology, the secret, the data and the logs.
@@ -90,6 +93,12 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         edges: u32,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Ordered, replicated, fsynced appends to one shard of three replicas.
+    Sequencer(dolphin::bench::sequencer::SequencerBenchArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -145,6 +154,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Chat(args) => chat::run(args).await,
+        Command::Bench(BenchCommand::Sequencer(args)) => {
+            dolphin::bench::sequencer::run(args).await?;
+            Ok(())
+        }
         Command::Cluster { dir, shards, replicas, edges } => {
             init_logging(cli.log_format);
             let spec = dolphin::local_cluster::ClusterSpec {

@@ -46,7 +46,8 @@ pub struct RemoteShard {
 
 /// How a call to one replica ended.
 enum Attempt<T> {
-    Done(Result<T, ShardError>),
+    /// Answered; by the leader at the address given, if a follower forwarded the request.
+    Done(Result<T, ShardError>, Option<String>),
     /// The request surely did not reach the shard (no connection, or a follower refused it):
     /// trying elsewhere cannot apply it twice.
     NotSent(Option<String>),
@@ -114,7 +115,7 @@ impl RemoteShard {
     ) -> Attempt<Resp> {
         let body = match rmp_serde::to_vec_named(request) {
             Ok(body) => body,
-            Err(error) => return Attempt::Done(Err(ShardError::Storage(error.to_string()))),
+            Err(error) => return Attempt::Done(Err(ShardError::Storage(error.to_string())), None),
         };
         let sent = self
             .inner
@@ -130,6 +131,11 @@ impl RemoteShard {
             Err(error) if error.is_connect() => return Attempt::NotSent(None),
             Err(error) => return Attempt::Unknown(error.to_string()),
         };
+        let served_by = response
+            .headers()
+            .get(crate::server::LEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let bytes = match response.bytes().await {
             Ok(bytes) => bytes,
             Err(error) => return Attempt::Unknown(error.to_string()),
@@ -138,7 +144,7 @@ impl RemoteShard {
             Ok(Err(ShardError::NotLeader { leader })) => {
                 Attempt::NotSent(leader.map(|(_, addr)| addr))
             }
-            Ok(result) => Attempt::Done(result),
+            Ok(result) => Attempt::Done(result, served_by),
             Err(error) => Attempt::Unknown(format!("failed to decode the answer: {error}")),
         }
     }
@@ -161,11 +167,11 @@ impl RemoteShard {
                 )));
             };
             let failure = match self.attempt::<Req, Resp>(&addr, path, request).await {
-                Attempt::Done(Ok(answer)) => {
-                    self.set_leader(Some(addr));
+                Attempt::Done(Ok(answer), served_by) => {
+                    self.set_leader(Some(served_by.unwrap_or(addr)));
                     return Ok(answer);
                 }
-                Attempt::Done(Err(error)) => {
+                Attempt::Done(Err(error), _) => {
                     if !(idempotent && matches!(error, ShardError::Unavailable(_))) {
                         return Err(error);
                     }

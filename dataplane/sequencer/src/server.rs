@@ -42,6 +42,10 @@ use crate::types::TypeConfig;
 /// Header marking a request a replica already forwarded, so that it is not forwarded again.
 pub const FORWARDED: &str = "x-dolphin-forwarded";
 
+/// Header of an answer a follower got from the leader: the leader's address, so that callers
+/// go there directly next time.
+pub const LEADER: &str = "x-dolphin-leader";
+
 /// How often an idle event stream carries a heartbeat, so either side notices a dead peer.
 pub const STREAM_HEARTBEAT: Duration = Duration::from_secs(2);
 
@@ -168,17 +172,34 @@ async fn snapshot(State(server): State<ReplicaServer>, body: Bytes) -> Response 
 }
 
 /// Sends a request the local replica could not serve to the leader it names, once.
-async fn forward<T: serde::de::DeserializeOwned>(
+async fn forward<T: serde::de::DeserializeOwned + Serialize>(
     server: &ReplicaServer,
     headers: &HeaderMap,
     path: &str,
     body: Bytes,
     error: ShardError,
-) -> Result<T, ShardError> {
-    let ShardError::NotLeader { leader: Some((_, addr)) } = &error else { return Err(error) };
+) -> Response {
+    let ShardError::NotLeader { leader: Some((_, addr)) } = &error else {
+        return msgpack(&Err::<T, _>(error));
+    };
     if headers.contains_key(FORWARDED) || server.isolation.is_isolated() {
-        return Err(error);
+        return msgpack(&Err::<T, _>(error));
     }
+    let addr = addr.clone();
+    let result: Result<T, ShardError> = forward_to(server, &addr, path, body).await;
+    let mut response = msgpack(&result);
+    if let Ok(value) = axum::http::HeaderValue::from_str(&addr) {
+        response.headers_mut().insert(LEADER, value);
+    }
+    response
+}
+
+async fn forward_to<T: serde::de::DeserializeOwned>(
+    server: &ReplicaServer,
+    addr: &str,
+    path: &str,
+    body: Bytes,
+) -> Result<T, ShardError> {
     let response = server
         .client
         .post(format!("http://{addr}{path}"))
@@ -203,13 +224,20 @@ async fn submit(State(server): State<ReplicaServer>, headers: HeaderMap, body: B
         Ok(command) => command,
         Err(error) => return undecodable(error),
     };
-    let result: Result<Applied, ShardError> = match server.shard.submit(command).await {
+    // A follower hands the command straight to the leader rather than proposing it locally.
+    if !server.shard.is_leader()
+        && let leader @ Some(_) =
+            server.shard.status().leader.zip(server.shard.status().leader_addr)
+    {
+        let error = ShardError::NotLeader { leader };
+        return forward::<Applied>(&server, &headers, "/v1/shard/submit", body, error).await;
+    }
+    match server.shard.submit(command).await {
         Err(error @ ShardError::NotLeader { .. }) => {
-            forward(&server, &headers, "/v1/shard/submit", body, error).await
+            forward::<Applied>(&server, &headers, "/v1/shard/submit", body, error).await
         }
-        other => other,
-    };
-    msgpack(&result)
+        other => msgpack(&other),
+    }
 }
 
 async fn query(State(server): State<ReplicaServer>, headers: HeaderMap, body: Bytes) -> Response {
@@ -217,13 +245,12 @@ async fn query(State(server): State<ReplicaServer>, headers: HeaderMap, body: By
         Ok(question) => question,
         Err(error) => return undecodable(error),
     };
-    let result: Result<Answer, ShardError> = match server.shard.read(|kv| question.run(kv)).await {
+    match server.shard.read(|kv| question.run(kv)).await {
         Err(error @ ShardError::NotLeader { .. }) => {
-            forward(&server, &headers, "/v1/shard/query", body, error).await
+            forward::<Answer>(&server, &headers, "/v1/shard/query", body, error).await
         }
-        other => other,
-    };
-    msgpack(&result)
+        other => msgpack(&other),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,35 @@
+//! `dolphin bench`: load generators that measure Dolphin the way its users would, with the
+//! figures in `docs/benchmarks.md`.
+
+pub mod sequencer;
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// Latency percentiles of a run, in milliseconds.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Percentiles {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+}
+
+impl Percentiles {
+    /// Reads a histogram of microseconds.
+    pub fn of(histogram: &Histogram<u64>) -> Self {
+        let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+        Percentiles { p50_ms: ms(0.5), p99_ms: ms(0.99), p999_ms: ms(0.999) }
+    }
+}
+
+/// A histogram of latencies from 1 microsecond to 60 seconds at 3 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant bounds that hdrhistogram accepts")
+}
+
+/// Records one latency.
+pub fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
+    let micros = elapsed.as_micros().clamp(1, 60_000_000) as u64;
+    let _ = histogram.record(micros);
+}

@@ -18,6 +18,7 @@ use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError, Vote};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::state_machine::Durable;
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
@@ -31,6 +32,9 @@ const PURGED_KEY: &str = "last_purged";
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    /// How far the state on disk reaches: entries after it are never deleted, whatever openraft
+    /// purges, because a restart applies them again.
+    durable: Durable,
 }
 
 impl Debug for LogStore {
@@ -57,13 +61,13 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
 
 impl LogStore {
     /// Opens or creates the log in `path`.
-    pub fn open(path: &Path) -> Result<Self, redb::Error> {
+    pub fn open(path: &Path, durable: Durable) -> Result<Self, redb::Error> {
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
         txn.open_table(LOG)?;
         txn.open_table(META)?;
         txn.commit()?;
-        Ok(LogStore { db: Arc::new(db) })
+        Ok(LogStore { db: Arc::new(db), durable })
     }
 
     fn meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
@@ -79,12 +83,13 @@ impl LogStore {
         &self,
         key: &'static str,
         value: &T,
+        durability: Durability,
     ) -> Result<(), StorageError> {
         let bytes = encode(value)?;
         let db = self.db.clone();
         blocking(move || {
             let mut txn = db.begin_write().map_err(write_err)?;
-            txn.set_durability(Durability::Immediate).map_err(write_err)?;
+            txn.set_durability(durability).map_err(write_err)?;
             txn.open_table(META)
                 .map_err(write_err)?
                 .insert(key, bytes.as_slice())
@@ -168,7 +173,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
-        self.put_meta(VOTE_KEY, vote).await
+        self.put_meta(VOTE_KEY, vote, Durability::Immediate).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
@@ -176,7 +181,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.put_meta(COMMITTED_KEY, &committed).await
+        // Not fsynced on its own: the next append makes it durable with it. A committed index
+        // lost to a crash only delays applying until the leader says it again.
+        self.put_meta(COMMITTED_KEY, &committed, Durability::None).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -226,6 +233,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.delete((Bound::Unbounded, Bound::Included(log_id.index)), Some(log_id)).await
+        // Openraft counts entries up to `log_id` as gone; physically, those the state on disk
+        // does not include yet stay until a later purge, for a restart to apply them again.
+        let upto = log_id.index.min(self.durable.get());
+        self.delete((Bound::Unbounded, Bound::Included(upto)), Some(log_id)).await
     }
 }

@@ -18,7 +18,7 @@ use crate::log_store::LogStore;
 use crate::metrics::SequencerMetrics;
 use crate::redb_kv::ReadKv;
 use crate::snapshot::SnapshotDir;
-use crate::state_machine::StateMachine;
+use crate::state_machine::{Durable, StateMachine};
 use crate::types::{Batch, NodeId, Raft, TypeConfig};
 
 /// The most commands proposed in one log entry.
@@ -100,8 +100,9 @@ impl Shard {
     {
         let storage = |e: &dyn std::fmt::Display| ShardError::Storage(e.to_string());
         std::fs::create_dir_all(&config.data_dir).map_err(|e| storage(&e))?;
-        let log =
-            LogStore::open(&config.data_dir.join("raft-log.redb")).map_err(|e| storage(&e))?;
+        let durable = Durable::default();
+        let log = LogStore::open(&config.data_dir.join("raft-log.redb"), durable.clone())
+            .map_err(|e| storage(&e))?;
         let snapshots =
             SnapshotDir::new(config.data_dir.join("snapshots")).map_err(|e| storage(&e))?;
         let events = EventLog::default();
@@ -110,6 +111,7 @@ impl Shard {
             snapshots,
             events.clone(),
             metrics.clone(),
+            durable,
         )
         .map_err(|e| storage(&e))?;
         let state = machine.database();

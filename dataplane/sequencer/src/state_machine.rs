@@ -1,9 +1,12 @@
 //! The applied state of one replica, in its own redb file, driven by openraft.
 //!
-//! Each call to `apply` is one write transaction over every entry it is given, committed with
-//! an fsync together with the last applied log id, so the state on disk always matches a
-//! prefix of the log. Applied events go to the [`EventLog`] only after that commit: nothing is
-//! pushed that a crash could take back.
+//! Each call to `apply` is one write transaction over every entry it is given, committed
+//! together with the last applied log id, so the state always matches a prefix of the log.
+//! Like etcd's backend, the state is not fsynced on every commit: the Raft log is the durable
+//! record, and the state is made durable (a checkpoint) at most every [`CHECKPOINT_EVERY`] or
+//! [`CHECKPOINT_ENTRIES`] entries. A crash loses only state that the log still holds: on
+//! restart openraft applies the committed entries after the last checkpoint again, and the log
+//! store never deletes entries the last checkpoint does not include (see [`Durable`]).
 
 #![allow(
     clippy::result_large_err,
@@ -13,7 +16,8 @@
 use std::fmt::Debug;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use dolphin_state::{Event, Outcome};
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -27,6 +31,27 @@ use crate::snapshot::{SnapshotDir, load_dump, write_dump};
 use crate::types::{BatchResult, Entry, LogId, StorageError, StoredMembership, TypeConfig};
 
 const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
+
+/// The longest time between two durable commits of the state.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// The most entries applied between two durable commits of the state.
+pub const CHECKPOINT_ENTRIES: u64 = 5_000;
+
+/// The log index the state on disk is known to include, shared with the log store so that it
+/// keeps every entry after it (the entries a restart applies again).
+#[derive(Clone, Debug, Default)]
+pub struct Durable(Arc<AtomicU64>);
+
+impl Durable {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn set(&self, index: u64) {
+        self.0.fetch_max(index, Ordering::AcqRel);
+    }
+}
 const APPLIED_KEY: &str = "last_applied";
 const MEMBERSHIP_KEY: &str = "membership";
 
@@ -44,6 +69,9 @@ pub struct StateMachine {
     snapshots: SnapshotDir,
     events: EventLog,
     metrics: SequencerMetrics,
+    durable: Durable,
+    last_checkpoint: Instant,
+    since_checkpoint: u64,
 }
 
 impl Debug for StateMachine {
@@ -59,6 +87,7 @@ impl StateMachine {
         snapshots: SnapshotDir,
         events: EventLog,
         metrics: SequencerMetrics,
+        durable: Durable,
     ) -> Result<Self, redb::Error> {
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
@@ -71,7 +100,16 @@ impl StateMachine {
             read_meta(&txn).ok().and_then(|(applied, _)| applied).map_or(0, |id| id.index)
         };
         events.start_at(applied);
-        Ok(StateMachine { db: Arc::new(db), snapshots, events, metrics })
+        durable.set(applied);
+        Ok(StateMachine {
+            db: Arc::new(db),
+            snapshots,
+            events,
+            metrics,
+            durable,
+            last_checkpoint: Instant::now(),
+            since_checkpoint: 0,
+        })
     }
 
     /// The database, for reads.
@@ -117,9 +155,11 @@ fn write_meta(
 fn apply_entries(
     db: &Database,
     entries: Vec<Entry>,
+    durable: bool,
 ) -> Result<Vec<(u64, BatchResult)>, StorageError> {
     let mut txn = db.begin_write().map_err(sm_err)?;
-    txn.set_durability(Durability::Immediate).map_err(sm_err)?;
+    let durability = if durable { Durability::Immediate } else { Durability::None };
+    txn.set_durability(durability).map_err(sm_err)?;
     let (mut applied, mut membership) = {
         let table = txn.open_table(SM_META).map_err(sm_err)?;
         let applied = match table.get(APPLIED_KEY).map_err(sm_err)? {
@@ -177,12 +217,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        let Some(last) = entries.last().map(|e| e.log_id.index) else { return Ok(Vec::new()) };
+        self.since_checkpoint += entries.len() as u64;
+        let checkpoint = self.since_checkpoint >= CHECKPOINT_ENTRIES
+            || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY;
         let db = self.db.clone();
         let started = Instant::now();
-        let results = tokio::task::spawn_blocking(move || apply_entries(&db, entries))
+        let results = tokio::task::spawn_blocking(move || apply_entries(&db, entries, checkpoint))
             .await
             .map_err(sm_err)??;
         self.metrics.apply_seconds.observe(started.elapsed().as_secs_f64());
+        if checkpoint {
+            self.durable.set(last);
+            self.since_checkpoint = 0;
+            self.last_checkpoint = Instant::now();
+        }
 
         let mut replies = Vec::with_capacity(results.len());
         for (index, result) in results {
@@ -251,6 +300,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await
         .map_err(snap_err)??;
         self.events.reset_to(installed);
+        self.durable.set(installed);
         self.snapshots.clean_incoming();
         Ok(())
     }

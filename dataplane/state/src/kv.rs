@@ -24,25 +24,20 @@ pub enum Table {
     UserConvs,
     /// `conv \0 seq (u64 big-endian)` -> [`dolphin_protocol::Message`].
     Messages,
-    /// `sender \0 conv \0 cid` -> [`crate::model::DedupeEntry`].
+    /// `sender \0 conv \0 cid` -> seq (u64 big-endian), for the newest messages of each
+    /// conversation.
     Dedupe,
-    /// `sender \0 n (u64 big-endian)` -> dedupe key: the sender's recent sends, oldest first.
-    DedupeOrder,
-    /// `sender` -> [`crate::model::DedupeWindow`].
-    DedupeWindows,
 }
 
 impl Table {
     /// Every table, in a fixed order (the order of snapshot dumps).
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 6] = [
         Table::Meta,
         Table::Convs,
         Table::Members,
         Table::UserConvs,
         Table::Messages,
         Table::Dedupe,
-        Table::DedupeOrder,
-        Table::DedupeWindows,
     ];
 
     /// The table's stable name.
@@ -54,8 +49,6 @@ impl Table {
             Table::UserConvs => "user_convs",
             Table::Messages => "messages",
             Table::Dedupe => "dedupe",
-            Table::DedupeOrder => "dedupe_order",
-            Table::DedupeWindows => "dedupe_windows",
         }
     }
 }

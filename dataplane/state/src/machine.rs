@@ -12,12 +12,13 @@ use thiserror::Error;
 use crate::command::Command;
 use crate::event::{Applied, Event, Outcome, Refusal};
 use crate::kv::{self, Kv, KvRead, Table, pair_key, prefix_range, second_part, seq_key};
-use crate::model::{ConvMeta, DedupeEntry, DedupeWindow, DirectPolicy, Member, Policy};
+use crate::model::{ConvMeta, DirectPolicy, Member, Policy};
 
-/// How many of a sender's most recent cids each shard remembers. A send repeating one of them
-/// in the same conversation is recognised as a resend and makes no second message; a cid older
-/// than that is no longer recognised. Ten thousand covers hours of resends at any rate a person
-/// types, and bounds the dedupe state per sender.
+/// How many of a conversation's newest messages are remembered by (sender, cid). A send
+/// repeating the sender and cid of one of them is recognised as a resend and makes no second
+/// message; a resend of an older message is no longer recognised. Ten thousand covers hours of
+/// a busy group, far longer than any client retries, and bounds the dedupe state to one entry
+/// per recent message.
 ///
 /// Repeats are recognised per conversation: a cid reused in another conversation (which a
 /// client should not do, cids being unique per sender) makes a message there. Recognising it
@@ -101,10 +102,13 @@ fn send<K: Kv>(
     // A resend of a cid in the window pushes the first message again, to every member: a
     // resend usually means a crash lost track of whether the first push happened, and
     // clients drop repeats by (conv, seq).
-    if let Some(entry) = get::<DedupeEntry, K>(kv, Table::Dedupe, &dedupe_key(from, conv, cid))? {
-        let outcome = Outcome::Sent { conv: entry.conv.clone(), seq: entry.seq, duplicate: true };
-        let recipients = members_of(kv, &entry.conv)?;
-        let events = message(kv, &entry.conv, entry.seq)?
+    if let Some(seq) =
+        kv.get(Table::Dedupe, &dedupe_key(from, conv, cid)).map_err(StateError::Store)?
+    {
+        let seq = decode_seq(&seq)?;
+        let outcome = Outcome::Sent { conv: conv.to_owned(), seq, duplicate: true };
+        let recipients = members_of(kv, conv)?;
+        let events = message(kv, conv, seq)?
             .map(|msg| Event::Message { msg: Arc::new(msg), recipients })
             .into_iter()
             .collect();
@@ -159,6 +163,7 @@ fn send<K: Kv>(
 
     let msg = append(kv, conv, meta, from, device, cid, body.clone(), ts)?;
     remember_cid(kv, from, cid, conv, msg.seq)?;
+    forget_cid_before(kv, conv, msg.seq)?;
     let recipients = members_of(kv, conv)?;
     let outcome = Outcome::Sent { conv: conv.to_owned(), seq: msg.seq, duplicate: false };
     Ok(Applied { outcome, events: vec![Event::Message { msg: Arc::new(msg), recipients }] })
@@ -189,7 +194,7 @@ fn dedupe_key(sender: &str, conv: &str, cid: &str) -> Vec<u8> {
     key
 }
 
-/// Records `cid` in the sender's window and forgets the oldest beyond [`DEDUPE_WINDOW`].
+/// Records that `sender`'s `cid` is the message at `seq` of `conv`.
 fn remember_cid<K: Kv>(
     kv: &mut K,
     sender: &str,
@@ -197,22 +202,26 @@ fn remember_cid<K: Kv>(
     conv: &str,
     seq: u64,
 ) -> StateResult<(), K> {
-    let mut window =
-        get::<DedupeWindow, K>(kv, Table::DedupeWindows, sender.as_bytes())?.unwrap_or_default();
-    let entry = DedupeEntry { conv: conv.to_owned(), seq, n: window.next };
-    let key = dedupe_key(sender, conv, cid);
-    put(kv, Table::Dedupe, &key, &entry)?;
-    put_raw(kv, Table::DedupeOrder, &seq_key(sender, window.next), &key)?;
-    window.next += 1;
-    while window.next - window.first > DEDUPE_WINDOW {
-        let order_key = seq_key(sender, window.first);
-        if let Some(old_key) = kv.get(Table::DedupeOrder, &order_key).map_err(StateError::Store)? {
-            delete(kv, Table::Dedupe, &old_key)?;
-            delete(kv, Table::DedupeOrder, &order_key)?;
-        }
-        window.first += 1;
+    put_raw(kv, Table::Dedupe, &dedupe_key(sender, conv, cid), &seq.to_be_bytes())
+}
+
+/// Forgets the cid of the message that just left the window of `conv` (the newest is `seq`).
+fn forget_cid_before<K: Kv>(kv: &mut K, conv: &str, seq: u64) -> StateResult<(), K> {
+    let Some(leaving) = seq.checked_sub(DEDUPE_WINDOW).filter(|s| *s > 0) else { return Ok(()) };
+    if let Some(old) = message(kv, conv, leaving)?
+        && !old.body.is_server_only()
+    {
+        delete(kv, Table::Dedupe, &dedupe_key(&old.from, conv, &old.cid))?;
     }
-    put(kv, Table::DedupeWindows, sender.as_bytes(), &window)
+    Ok(())
+}
+
+fn decode_seq<E: std::error::Error>(bytes: &[u8]) -> Result<u64, StateError<E>> {
+    let bytes: [u8; 8] = bytes.try_into().map_err(|_| CorruptValue {
+        table: Table::Dedupe.name(),
+        reason: format!("a seq is 8 bytes, found {}", bytes.len()),
+    })?;
+    Ok(u64::from_be_bytes(bytes))
 }
 
 fn group_create<K: Kv>(

@@ -29,22 +29,6 @@ pub struct Member {
     pub read_seq: u64,
 }
 
-/// What a sender's cid resolved to, kept for [`crate::DEDUPE_WINDOW`] later sends.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DedupeEntry {
-    pub conv: String,
-    pub seq: u64,
-    /// The position of this cid in the sender's window.
-    pub n: u64,
-}
-
-/// The bounds of a sender's dedupe window: positions `first..next` are stored.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DedupeWindow {
-    pub first: u64,
-    pub next: u64,
-}
-
 /// Who may send direct messages to whom.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -142,3 +142,49 @@ async fn edges_follow_a_changed_topology_file_without_restarting() {
     eventually("the edge takes the corrected file", async || ready(&edge).await.then_some(()))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_message_is_fetched_at_once_through_another_edge() {
+    use dolphin_client::{Client, ClientConfig, ClientEvent};
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ClusterSpec {
+        dir: dir.path().to_path_buf(),
+        shards: 2,
+        replicas: 3,
+        edges: 2,
+        binary: env!("CARGO_BIN_EXE_dolphin").into(),
+        fault_injection: false,
+        edge_args: Vec::new(),
+        sequencer_args: Vec::new(),
+    };
+    let cluster = LocalCluster::start(spec).await.unwrap();
+    let connect = |user: &str, edge: u32| {
+        let config = ClientConfig::new(cluster.edge_url(edge).unwrap(), cluster.token(user), "d");
+        Client::connect(config)
+    };
+    let (alice, _) = connect("alice", 0).await.unwrap();
+    let (_bob, mut bob_events) = connect("bob", 1).await.unwrap();
+    let (reader, _) = connect("bob", 0).await.unwrap();
+    for i in 0..30 {
+        alice
+            .send("d:alice:bob", dolphin_protocol::Body::Text { text: format!("{i}") })
+            .await
+            .unwrap();
+        let seq = loop {
+            let event = tokio::time::timeout(Duration::from_secs(10), bob_events.recv())
+                .await
+                .expect("bob was not pushed the message")
+                .unwrap();
+            if let ClientEvent::Message(message) = event {
+                break message.seq;
+            }
+        };
+        // Pushed through edge 1; read at once through edge 0.
+        let page = reader.fetch_after("d:alice:bob", seq - 1, 1).await.unwrap();
+        assert_eq!(
+            page.messages.first().map(|m| m.seq),
+            Some(seq),
+            "message {seq} was pushed but not fetched"
+        );
+    }
+}

@@ -36,6 +36,8 @@ pub struct DevConfig {
     pub policy: Policy,
     pub send_rate_per_sec: u32,
     pub send_burst: u32,
+    /// Where sends wait for their shard: the embedded queue unless a Redis URL is given.
+    pub queue: crate::queue::QueueArgs,
 }
 
 /// A running `dolphin dev`.
@@ -123,6 +125,7 @@ pub async fn start(config: DevConfig, listener: TcpListener) -> anyhow::Result<D
     let secret = secrets::jwt_secret(&config.data)?;
     let registry = prometheus::Registry::new();
     let sequencer_metrics = SequencerMetrics::register(&registry)?;
+    let queue = config.queue.connect(&topology.epoch, config.shards, Some(&config.data)).await?;
 
     let shutdown = CancellationToken::new();
     let mut links = Vec::new();
@@ -147,6 +150,7 @@ pub async fn start(config: DevConfig, listener: TcpListener) -> anyhow::Result<D
                 bootstrap: members.clone(),
                 fault_injection: false,
                 raft: ShardConfig::default_raft(shard.id),
+                queue: queue.clone(),
             };
             let running = replica::start(
                 spec,
@@ -168,7 +172,7 @@ pub async fn start(config: DevConfig, listener: TcpListener) -> anyhow::Result<D
     let mut edge_config = EdgeConfig::new(topology.epoch.clone(), verifier);
     edge_config.send_rate_per_sec = config.send_rate_per_sec;
     edge_config.send_burst = config.send_burst;
-    let edge = Edge::start(edge_config, backend, registry, shutdown.clone())?;
+    let edge = Edge::start(edge_config, backend, queue, registry, shutdown.clone()).await?;
     let addr = listener.local_addr()?;
     info!(%addr, shards = config.shards, data = %config.data.display(), "dolphin dev started");
 

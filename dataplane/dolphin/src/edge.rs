@@ -40,6 +40,8 @@ pub struct EdgeArgs {
     /// Sends a user may make at once above the sustained rate.
     #[arg(long, env = "DOLPHIN_SEND_BURST", default_value_t = dolphin_edge::config::SEND_BURST)]
     pub send_burst: u32,
+    #[command(flatten)]
+    pub queue: crate::queue::QueueArgs,
 }
 
 fn secret(args: &EdgeArgs) -> anyhow::Result<String> {
@@ -70,7 +72,8 @@ pub async fn run(args: EdgeArgs, shutdown: CancellationToken) -> anyhow::Result<
 
     let backend = Arc::new(Backend::remote(&topology));
     let registry = prometheus::Registry::new();
-    let edge = Edge::start(config, backend, registry, shutdown.clone())?;
+    let queue = args.queue.connect(&topology.epoch, topology.shards.len() as u32, None).await?;
+    let edge = Edge::start(config, backend, queue, registry, shutdown.clone()).await?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("failed to listen on {}", args.listen))?;

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod dev;
 pub mod edge;
 pub mod local_cluster;
+pub mod queue;
 pub mod replica;
 pub mod secrets;
 pub mod sequencer;

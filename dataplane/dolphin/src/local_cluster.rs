@@ -30,6 +30,33 @@ pub struct ClusterSpec {
     pub edge_args: Vec<String>,
     /// Extra arguments for every sequencer replica.
     pub sequencer_args: Vec<String>,
+    /// The Redis queue to use; when `None` the cluster runs its own `redis-server` (AOF with
+    /// `appendfsync always`) in `dir/redis`.
+    pub queue: Option<String>,
+}
+
+impl ClusterSpec {
+    /// A cluster of the given shape in `dir`, running `binary`, with its own Redis.
+    pub fn new(dir: PathBuf, binary: PathBuf, shards: u32, replicas: u32, edges: u32) -> Self {
+        ClusterSpec {
+            dir,
+            shards,
+            replicas,
+            edges,
+            binary,
+            fault_injection: false,
+            edge_args: Vec::new(),
+            sequencer_args: Vec::new(),
+            queue: None,
+        }
+    }
+}
+
+/// The cluster's own `redis-server`.
+#[derive(Debug)]
+struct ManagedRedis {
+    addr: String,
+    child: Option<Child>,
 }
 
 /// A running local cluster. Processes are killed when it is dropped.
@@ -40,6 +67,7 @@ pub struct LocalCluster {
     pub secret: String,
     replicas: BTreeMap<(u32, u64), Child>,
     edges: BTreeMap<u32, (Child, String)>,
+    redis: Option<ManagedRedis>,
     http: reqwest::Client,
 }
 
@@ -75,8 +103,13 @@ impl LocalCluster {
             secret,
             replicas: BTreeMap::new(),
             edges: BTreeMap::new(),
+            redis: None,
             http: reqwest::Client::new(),
         };
+        if cluster.spec.queue.is_none() {
+            cluster.redis = Some(ManagedRedis { addr: free_addr()?, child: None });
+            cluster.start_redis().await?;
+        }
         let ids: Vec<(u32, u64)> = cluster
             .topology
             .shards
@@ -126,6 +159,52 @@ impl LocalCluster {
         self.spawn_replica(shard, replica, &[])
     }
 
+    /// The queue URL every process is given.
+    pub fn queue_url(&self) -> String {
+        match (&self.spec.queue, &self.redis) {
+            (Some(url), _) => url.clone(),
+            (None, Some(redis)) => format!("redis://{}", redis.addr),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// Starts (or restarts, on the same folder and port) the cluster's own `redis-server`, and
+    /// waits until it answers.
+    pub async fn start_redis(&mut self) -> anyhow::Result<()> {
+        let log = self.log("redis")?;
+        let dir = self.spec.dir.join("redis");
+        std::fs::create_dir_all(&dir)?;
+        let Some(redis) = &mut self.redis else { bail!("this cluster uses an external Redis") };
+        let (host, port) = redis.addr.rsplit_once(':').context("redis address")?;
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--bind", host, "--port", port, "--appendonly", "yes"])
+            .args(["--appendfsync", "always", "--save", "", "--dir"])
+            .arg(&dir)
+            .stdout(log)
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        redis.child = Some(command.spawn().context("failed to start redis-server")?);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let addr = redis.addr.clone();
+        while tokio::net::TcpStream::connect(&addr).await.is_err() {
+            if Instant::now() >= deadline {
+                bail!("redis-server on {addr} did not start; see its log");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// Kills the cluster's own `redis-server` with SIGKILL.
+    pub async fn kill_redis(&mut self) -> anyhow::Result<()> {
+        if let Some(child) = self.redis.as_mut().and_then(|r| r.child.as_mut()) {
+            child.start_kill()?;
+            child.wait().await?;
+        }
+        Ok(())
+    }
+
     fn spawn_replica(&mut self, shard: u32, replica: u64, extra: &[&str]) -> anyhow::Result<()> {
         let data = self.spec.dir.join(format!("shard-{shard}")).join(format!("replica-{replica}"));
         let mut command = Command::new(&self.spec.binary);
@@ -135,6 +214,7 @@ impl LocalCluster {
             .arg(&data)
             .arg("--topology")
             .arg(self.spec.dir.join("topology.yaml"));
+        command.arg("--queue").arg(self.queue_url());
         if self.spec.fault_injection {
             command.arg("--enable-fault-injection");
         }
@@ -156,6 +236,8 @@ impl LocalCluster {
         command
             .args(["edge", "--listen", &addr, "--topology"])
             .arg(self.spec.dir.join("topology.yaml"))
+            .arg("--queue")
+            .arg(self.queue_url())
             .args(&self.spec.edge_args)
             .env(secrets::JWT_SECRET_ENV, &self.secret);
         let log = format!("edge-{edge}");
@@ -201,6 +283,7 @@ impl LocalCluster {
     pub async fn stop(&mut self, grace: Duration) {
         let mut children: Vec<Child> = std::mem::take(&mut self.replicas).into_values().collect();
         children.extend(std::mem::take(&mut self.edges).into_values().map(|(c, _)| c));
+        let redis = self.redis.as_mut().and_then(|r| r.child.take());
         for child in &children {
             if let Some(pid) = child.id() {
                 let _ = nix::sys::signal::kill(
@@ -210,6 +293,19 @@ impl LocalCluster {
             }
         }
         for mut child in children {
+            if tokio::time::timeout(grace, child.wait()).await.is_err() {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+        }
+        // Redis last, so that nothing loses its queue while stopping.
+        if let Some(mut child) = redis {
+            if let Some(pid) = child.id() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
             if tokio::time::timeout(grace, child.wait()).await.is_err() {
                 let _ = child.start_kill();
                 let _ = child.wait().await;

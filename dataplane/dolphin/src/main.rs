@@ -61,6 +61,8 @@ enum Command {
         /// Sends a user may make at once above the sustained rate.
         #[arg(long, env = "DOLPHIN_SEND_BURST", default_value_t = dolphin_edge::config::SEND_BURST)]
         send_burst: u32,
+        #[command(flatten)]
+        queue: dolphin::queue::QueueArgs,
     },
     /// Prints a token for USER, signed with the secret of the data folder (or
     /// DOLPHIN_JWT_SECRET).
@@ -92,6 +94,10 @@ enum Command {
         replicas: u32,
         #[arg(long, default_value_t = 2)]
         edges: u32,
+        /// A Redis to queue through (`redis://...`); without it the cluster runs its own
+        /// `redis-server` in `DIR/redis`.
+        #[arg(long)]
+        queue: Option<String>,
     },
 }
 
@@ -116,7 +122,16 @@ fn init_logging(format: LogFormat) {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Dev { listen, data, shards, replicas, direct_messages, send_rate, send_burst } => {
+        Command::Dev {
+            listen,
+            data,
+            shards,
+            replicas,
+            direct_messages,
+            send_rate,
+            send_burst,
+            queue,
+        } => {
             init_logging(cli.log_format);
             let policy = Policy {
                 direct_messages: match direct_messages {
@@ -132,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
                 policy,
                 send_rate_per_sec: send_rate,
                 send_burst,
+                queue,
             };
             let listener = TcpListener::bind(listen)
                 .await
@@ -158,18 +174,17 @@ async fn main() -> anyhow::Result<()> {
             dolphin::bench::sequencer::run(args).await?;
             Ok(())
         }
-        Command::Cluster { dir, shards, replicas, edges } => {
+        Command::Cluster { dir, shards, replicas, edges, queue } => {
             init_logging(cli.log_format);
-            let spec = dolphin::local_cluster::ClusterSpec {
-                dir: dir.clone(),
+            let binary = std::env::current_exe()?;
+            let mut spec = dolphin::local_cluster::ClusterSpec::new(
+                dir.clone(),
+                binary,
                 shards,
                 replicas,
                 edges,
-                binary: std::env::current_exe()?,
-                fault_injection: false,
-                edge_args: Vec::new(),
-                sequencer_args: Vec::new(),
-            };
+            );
+            spec.queue = queue;
             let mut cluster = dolphin::local_cluster::LocalCluster::start(spec).await?;
             announce_cluster(&cluster, &dir);
             shutdown_signal().await;

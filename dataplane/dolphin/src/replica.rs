@@ -27,6 +27,8 @@ pub struct ReplicaSpec {
     pub bootstrap: BTreeMap<u64, String>,
     pub fault_injection: bool,
     pub raft: openraft::Config,
+    /// The queue whose inbox this replica consumes while it leads.
+    pub queue: dolphin_queue::Queue,
 }
 
 /// A running replica.
@@ -60,6 +62,11 @@ pub async fn start(
         .with_context(|| format!("failed to open shard {} replica {}", spec.shard, spec.replica))?;
     let router =
         ReplicaServer::new(shard.clone(), registry, isolation, spec.fault_injection).router();
+    tokio::spawn(dolphin_sequencer::inbox::run(
+        shard.clone(),
+        spec.queue.clone(),
+        shutdown.clone(),
+    ));
     let server = tokio::spawn(async move {
         axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await
     });

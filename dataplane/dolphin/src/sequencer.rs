@@ -42,6 +42,8 @@ pub struct SequencerArgs {
     /// Log entries kept behind a snapshot, for followers that lag a little.
     #[arg(long, env = "DOLPHIN_SNAPSHOT_KEEP", default_value_t = 5_000)]
     pub snapshot_keep: u64,
+    #[command(flatten)]
+    pub queue: crate::queue::QueueArgs,
 }
 
 /// Runs the replica until `shutdown`.
@@ -64,6 +66,7 @@ pub async fn run(args: SequencerArgs, shutdown: CancellationToken) -> anyhow::Re
     };
     let registry = prometheus::Registry::new();
     let metrics = SequencerMetrics::register(&registry)?;
+    let queue = args.queue.connect(&topology.epoch, topology.shards.len() as u32, None).await?;
     let spec = ReplicaSpec {
         shard: args.shard,
         replica: args.id,
@@ -76,6 +79,7 @@ pub async fn run(args: SequencerArgs, shutdown: CancellationToken) -> anyhow::Re
             max_in_snapshot_log_to_keep: args.snapshot_keep,
             ..ShardConfig::default_raft(args.shard)
         },
+        queue,
     };
     let running = replica::start(spec, listener, registry, metrics, shutdown.clone()).await?;
     shutdown.cancelled().await;

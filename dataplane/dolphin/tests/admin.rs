@@ -9,16 +9,7 @@ use dolphin::local_cluster::{ClusterSpec, LocalCluster};
 use serde_json::json;
 
 async fn cluster(dir: &std::path::Path) -> LocalCluster {
-    let spec = ClusterSpec {
-        dir: dir.to_path_buf(),
-        shards: 1,
-        replicas: 3,
-        edges: 1,
-        binary: env!("CARGO_BIN_EXE_dolphin").into(),
-        fault_injection: false,
-        edge_args: Vec::new(),
-        sequencer_args: Vec::new(),
-    };
+    let spec = ClusterSpec::new(dir.to_path_buf(), env!("CARGO_BIN_EXE_dolphin").into(), 1, 3, 1);
     LocalCluster::start(spec).await.expect("the local cluster starts")
 }
 
@@ -147,16 +138,8 @@ async fn edges_follow_a_changed_topology_file_without_restarting() {
 async fn a_pushed_message_is_fetched_at_once_through_another_edge() {
     use dolphin_client::{Client, ClientConfig, ClientEvent};
     let dir = tempfile::tempdir().unwrap();
-    let spec = ClusterSpec {
-        dir: dir.path().to_path_buf(),
-        shards: 2,
-        replicas: 3,
-        edges: 2,
-        binary: env!("CARGO_BIN_EXE_dolphin").into(),
-        fault_injection: false,
-        edge_args: Vec::new(),
-        sequencer_args: Vec::new(),
-    };
+    let spec =
+        ClusterSpec::new(dir.path().to_path_buf(), env!("CARGO_BIN_EXE_dolphin").into(), 2, 3, 2);
     let cluster = LocalCluster::start(spec).await.unwrap();
     let connect = |user: &str, edge: u32| {
         let config = ClientConfig::new(cluster.edge_url(edge).unwrap(), cluster.token(user), "d");

@@ -29,21 +29,11 @@ struct Fixture {
 
 async fn fixture(sequencer_args: &[&str]) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let spec = ClusterSpec {
-        dir: dir.path().to_path_buf(),
-        shards: 2,
-        replicas: 3,
-        edges: 2,
-        binary: env!("CARGO_BIN_EXE_dolphin").into(),
-        fault_injection: true,
-        edge_args: vec![
-            "--send-rate".into(),
-            "100000".into(),
-            "--send-burst".into(),
-            "100000".into(),
-        ],
-        sequencer_args: sequencer_args.iter().map(|s| s.to_string()).collect(),
-    };
+    let mut spec =
+        ClusterSpec::new(dir.path().to_path_buf(), env!("CARGO_BIN_EXE_dolphin").into(), 2, 3, 2);
+    spec.fault_injection = true;
+    spec.edge_args = ["--send-rate", "100000", "--send-burst", "100000"].map(String::from).into();
+    spec.sequencer_args = sequencer_args.iter().map(|s| s.to_string()).collect();
     let cluster = LocalCluster::start(spec).await.expect("the local cluster starts");
     let router = cluster.topology.router();
 

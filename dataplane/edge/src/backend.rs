@@ -159,6 +159,11 @@ impl Backend {
         self.routes().version
     }
 
+    /// The id of the shard that orders `conv`.
+    pub fn shard_of(&self, conv: &str) -> ShardId {
+        self.routes().router.shard_of(conv)
+    }
+
     /// The shard that orders `conv`.
     pub fn link(&self, conv: &str) -> Result<ShardLink, ShardError> {
         let routes = self.routes();

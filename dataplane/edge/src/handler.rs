@@ -25,18 +25,32 @@ use crate::sessions::Sessions;
 pub struct Context {
     pub config: EdgeConfig,
     pub backend: Arc<Backend>,
+    /// Where sends are queued for their shards, and notices travel between edges.
+    pub queue: dolphin_queue::Queue,
     pub sessions: Arc<Sessions>,
     pub metrics: EdgeMetrics,
     pub limiter: DefaultKeyedRateLimiter<String>,
 }
 
 impl Context {
-    pub fn new(config: EdgeConfig, backend: Arc<Backend>, metrics: EdgeMetrics) -> Self {
+    pub fn new(
+        config: EdgeConfig,
+        backend: Arc<Backend>,
+        queue: dolphin_queue::Queue,
+        metrics: EdgeMetrics,
+    ) -> Self {
         let rate =
             std::num::NonZeroU32::new(config.send_rate_per_sec.max(1)).unwrap_or(nonzero_one());
         let burst = std::num::NonZeroU32::new(config.send_burst.max(1)).unwrap_or(nonzero_one());
         let limiter = RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst));
-        Context { config, backend, sessions: Arc::new(Sessions::default()), metrics, limiter }
+        Context {
+            config,
+            backend,
+            queue,
+            sessions: Arc::new(Sessions::default()),
+            metrics,
+            limiter,
+        }
     }
 }
 
@@ -333,7 +347,15 @@ async fn command_reply(ctx: &Context, rid: &str, command: Command) -> ServerFram
     }
 }
 
-/// Relays a typing notice to the other members' devices connected to this edge.
+/// A notice relayed between edges and never stored.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "notice", rename_all = "snake_case")]
+pub enum Notice {
+    /// `user` is typing in `conv`; pushed to `recipients`' devices.
+    Typing { conv: String, user: String, recipients: Vec<String> },
+}
+
+/// Relays a typing notice to the other members' devices, on every edge.
 pub async fn typing(ctx: &Context, caller: &Caller, conv: String) {
     let members = match ConvRef::parse(&conv) {
         Ok(ConvRef::Direct(a, b)) if a == caller.user || b == caller.user => {
@@ -348,10 +370,24 @@ pub async fn typing(ctx: &Context, caller: &Caller, conv: String) {
         }
         _ => return,
     };
-    let frame = Arc::new(SharedFrame::new(ServerFrame::Typing(TypingPush {
-        conv,
-        user: caller.user.clone(),
-    })));
-    let others = members.iter().map(String::as_str).filter(|m| *m != caller.user);
-    ctx.sessions.deliver(others, &frame, None);
+    let recipients = members.into_iter().filter(|m| *m != caller.user).collect();
+    let notice = Notice::Typing { conv, user: caller.user.clone(), recipients };
+    match rmp_serde::to_vec_named(&notice) {
+        // Typing is best effort: a notice the queue cannot take is dropped.
+        Ok(bytes) => {
+            let _ = ctx.queue.publish(bytes.into()).await;
+        }
+        Err(_) => {}
+    }
+}
+
+/// Pushes a notice from any edge to the devices it concerns on this one.
+pub fn deliver_notice(ctx: &Context, bytes: &[u8]) {
+    let Ok(notice) = rmp_serde::from_slice::<Notice>(bytes) else { return };
+    match notice {
+        Notice::Typing { conv, user, recipients } => {
+            let frame = Arc::new(SharedFrame::new(ServerFrame::Typing(TypingPush { conv, user })));
+            ctx.sessions.deliver(recipients.iter().map(String::as_str), &frame, None);
+        }
+    }
 }

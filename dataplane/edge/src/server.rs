@@ -24,6 +24,15 @@ use crate::dispatch;
 use crate::handler::{Caller, Context};
 use crate::metrics::EdgeMetrics;
 
+/// Why an edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("failed to register the edge's metrics")]
+    Metrics(#[from] prometheus::Error),
+    #[error("failed to subscribe to notices from other edges")]
+    Queue(#[from] dolphin_queue::QueueError),
+}
+
 /// A running edge: its shared context and the tasks it must wait for on shutdown.
 #[derive(Clone, Debug)]
 pub struct Edge {
@@ -35,20 +44,35 @@ pub struct Edge {
 
 impl Edge {
     /// Creates an edge over `backend` and starts pushing what every shard replica publishes.
-    pub fn start(
+    pub async fn start(
         config: EdgeConfig,
         backend: Arc<Backend>,
+        queue: dolphin_queue::Queue,
         registry: Registry,
         shutdown: CancellationToken,
-    ) -> prometheus::Result<Self> {
+    ) -> Result<Self, StartError> {
         let metrics = EdgeMetrics::register(&registry)?;
-        let ctx = Arc::new(Context::new(config, backend.clone(), metrics));
+        let mut notices = queue.subscribe().await?;
+        let ctx = Arc::new(Context::new(config, backend.clone(), queue, metrics));
         let tasks = TaskTracker::new();
         let edge =
             Edge { ctx: ctx.clone(), registry, shutdown: shutdown.clone(), tasks: tasks.clone() };
         for (shard, link) in backend.links() {
             edge.follow(shard, link);
         }
+        let notice_ctx = ctx.clone();
+        let notice_stop = shutdown.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = notice_stop.cancelled() => break,
+                    notice = notices.recv() => match notice {
+                        Some(bytes) => crate::handler::deliver_notice(&notice_ctx, &bytes),
+                        None => break,
+                    },
+                }
+            }
+        });
         tasks.spawn(async move {
             // Forget users idle long enough that their bucket is full again, so the limiter's
             // memory follows active users rather than every user ever seen.
@@ -155,6 +179,9 @@ async fn upgrade(
 }
 
 async fn ready(State(edge): State<Edge>) -> Response {
+    if !edge.ctx.queue.is_available() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the queue is unreachable").into_response();
+    }
     let leaderless = edge.ctx.backend.leaderless().await;
     if leaderless.is_empty() {
         (StatusCode::OK, "ready").into_response()

@@ -28,6 +28,9 @@ pub struct Status {
     pub learners: BTreeSet<NodeId>,
     /// Every member's address.
     pub nodes: BTreeMap<NodeId, String>,
+    /// How far this replica has applied the shard's inbox (a queue entry id).
+    #[serde(default)]
+    pub inbox_applied: Option<String>,
 }
 
 /// A fingerprint of a replica's whole state at one log index: replicas that applied the same
@@ -85,6 +88,7 @@ impl Shard {
             voters,
             learners,
             nodes,
+            inbox_applied: self.inbox_applied().map(|id| id.to_string()),
         }
     }
 

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod error;
 pub mod event_log;
+pub mod inbox;
 pub mod log_store;
 pub mod metrics;
 pub mod network;

@@ -213,6 +213,35 @@ impl Shard {
         self.stepping_down.store(on, std::sync::atomic::Ordering::Release);
     }
 
+    /// Proposes commands taken from the shard's inbox as one entry, in the order of the calls,
+    /// and returns a future of their results. Only the leader proposes.
+    pub async fn propose_inbox(
+        &self,
+        commands: Vec<Command>,
+        upto: dolphin_queue::EntryId,
+    ) -> Result<impl Future<Output = Result<Vec<Applied>, ShardError>> + use<>, ShardError> {
+        let pending = self
+            .raft
+            .client_write_ff(Batch { commands, inbox: Some(upto) })
+            .await
+            .map_err(|e| ShardError::Unavailable(e.to_string()))?;
+        Ok(async move {
+            match pending.await {
+                Ok(Ok(response)) => Ok(response.data.applied),
+                Ok(Err(ClientWriteError::ForwardToLeader(to))) => Err(ShardError::NotLeader {
+                    leader: to.leader_id.zip(to.leader_node.map(|n| n.addr)),
+                }),
+                Ok(Err(other)) => Err(ShardError::Unavailable(other.to_string())),
+                Err(_) => Err(ShardError::Unavailable("raft stopped".into())),
+            }
+        })
+    }
+
+    /// How far this replica has applied the shard's inbox.
+    pub fn inbox_applied(&self) -> Option<dolphin_queue::EntryId> {
+        crate::state_machine::inbox_applied(&self.state).ok().flatten()
+    }
+
     /// The state database, for consistent reads of everything (digests).
     pub(crate) fn database(&self) -> Arc<redb::Database> {
         self.state.clone()
@@ -264,7 +293,7 @@ async fn batcher(raft: Raft, mut queue: mpsc::Receiver<Proposal>, metrics: Seque
         metrics.batch_size.observe(commands.len() as f64);
 
         let started = Instant::now();
-        let pending = match raft.client_write_ff(Batch { commands }).await {
+        let pending = match raft.client_write_ff(Batch { commands, inbox: None }).await {
             Ok(pending) => pending,
             Err(fatal) => {
                 fail_all(replies, ShardError::Unavailable(fatal.to_string()));

@@ -53,6 +53,7 @@ impl Durable {
     }
 }
 const APPLIED_KEY: &str = "last_applied";
+const INBOX_KEY: &str = "inbox_applied";
 const MEMBERSHIP_KEY: &str = "membership";
 
 fn sm_err(error: impl std::error::Error + 'static) -> StorageError {
@@ -133,6 +134,16 @@ fn read_meta(
     Ok((applied, membership))
 }
 
+/// How far the state in `db` has applied the shard's inbox.
+pub(crate) fn inbox_applied(db: &Database) -> Result<Option<dolphin_queue::EntryId>, StorageError> {
+    let txn = db.begin_read().map_err(sm_err)?;
+    let table = txn.open_table(SM_META).map_err(sm_err)?;
+    match table.get(INBOX_KEY).map_err(sm_err)? {
+        Some(bytes) => rmp_serde::from_slice(bytes.value()).map_err(sm_err),
+        None => Ok(None),
+    }
+}
+
 /// The index of the last entry the state in `txn` includes.
 pub(crate) fn applied_index(txn: &redb::ReadTransaction) -> Result<u64, StorageError> {
     Ok(read_meta(txn)?.0.map_or(0, |id| id.index))
@@ -173,6 +184,7 @@ fn apply_entries(
         (applied, membership)
     };
     let mut results = Vec::with_capacity(entries.len());
+    let mut inbox = None;
     {
         let mut kv = WriteKv::open(&txn).map_err(sm_err)?;
         for entry in entries {
@@ -181,6 +193,7 @@ fn apply_entries(
             match entry.payload {
                 EntryPayload::Blank => results.push((index, BatchResult::default())),
                 EntryPayload::Normal(batch) => {
+                    inbox = inbox.max(batch.inbox);
                     let mut result =
                         BatchResult { applied: Vec::with_capacity(batch.commands.len()) };
                     for command in &batch.commands {
@@ -199,6 +212,17 @@ fn apply_entries(
         }
     }
     write_meta(&txn, &applied, &membership)?;
+    if let Some(inbox) = inbox {
+        let mut table = txn.open_table(SM_META).map_err(sm_err)?;
+        let previous: Option<dolphin_queue::EntryId> = match table.get(INBOX_KEY).map_err(sm_err)? {
+            Some(bytes) => rmp_serde::from_slice(bytes.value()).map_err(sm_err)?,
+            None => None,
+        };
+        if previous.is_none_or(|p| p < inbox) {
+            let bytes = rmp_serde::to_vec_named(&Some(inbox)).map_err(sm_err)?;
+            table.insert(INBOX_KEY, bytes.as_slice()).map_err(sm_err)?;
+        }
+    }
     txn.commit().map_err(sm_err)?;
     Ok(results)
 }

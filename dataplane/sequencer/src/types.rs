@@ -13,6 +13,11 @@ pub type NodeId = u64;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Batch {
     pub commands: Vec<Command>,
+    /// The newest inbox entry among the commands, when they came from the shard's inbox: the
+    /// state records how far the inbox has been applied, so that a new leader skips what is
+    /// already ordered and the inbox is trimmed only below what every replica has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbox: Option<dolphin_queue::EntryId>,
 }
 
 impl fmt::Display for Batch {

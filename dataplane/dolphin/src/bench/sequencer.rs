@@ -58,16 +58,7 @@ pub struct RunResult {
 pub async fn run(args: SequencerBenchArgs) -> anyhow::Result<Vec<RunResult>> {
     let temp = tempdir()?;
     let dir = args.dir.clone().unwrap_or_else(|| temp.clone());
-    let spec = ClusterSpec {
-        dir: dir.clone(),
-        shards: 1,
-        replicas: args.replicas,
-        edges: 0,
-        binary: std::env::current_exe()?,
-        fault_injection: false,
-        edge_args: Vec::new(),
-        sequencer_args: Vec::new(),
-    };
+    let spec = ClusterSpec::new(dir.clone(), std::env::current_exe()?, 1, args.replicas, 0);
     let mut cluster = LocalCluster::start(spec).await?;
     cluster.leader(0, Duration::from_secs(15)).await?;
     let addrs = cluster.topology.shards[0].replicas.iter().map(|r| r.addr.clone()).collect();

@@ -1,0 +1,318 @@
+//! The queue on Redis Streams: a stream per shard inbox (`<prefix>:inbox:<shard>`) with one
+//! consumer group, and a Pub/Sub channel for ephemeral notices.
+//!
+//! Pushes share one connection and are pipelined by the client, so concurrent sends cost one
+//! round trip together. A consumer has a connection of its own, because its reads block. No
+//! command is queued while Redis is unreachable: a push fails at once with `unavailable`
+//! rather than answering `accepted` for something that is not in Redis.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dolphin_state::Command;
+use fred::prelude::*;
+use fred::types::streams::{XCap, XID};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::{EntryId, InboxEntry, QueueError, READ_BLOCK};
+
+/// The consumer group of every inbox.
+pub const GROUP: &str = "sequencer";
+
+/// How long any single Redis command may take before the caller hears `unavailable`.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where the queue is and how to use it.
+#[derive(Clone, Debug)]
+pub struct RedisSettings {
+    /// `redis://[:password@]host:port[/db]` or `rediss://` for TLS.
+    pub url: String,
+    /// Keys are `<prefix>:inbox:<shard>` and `<prefix>:notices`.
+    pub prefix: String,
+    /// When set, each push waits until this many replicas of the Redis primary have it.
+    pub wait_replicas: Option<u32>,
+}
+
+/// The Redis transport. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct RedisQueue {
+    settings: RedisSettings,
+    client: Client,
+}
+
+fn unavailable(error: Error) -> QueueError {
+    QueueError::Unavailable(error.to_string())
+}
+
+fn client(url: &str) -> Result<Client, QueueError> {
+    let config = Config::from_url(url).map_err(|e| QueueError::Unavailable(e.to_string()))?;
+    let mut builder = Builder::from_config(config);
+    builder
+        .with_performance_config(|performance| {
+            performance.default_command_timeout = COMMAND_TIMEOUT;
+        })
+        .with_connection_config(|connection| {
+            connection.connection_timeout = Duration::from_secs(2);
+            // A command interrupted by a disconnect fails instead of being sent again on the
+            // next connection: the caller decides, and answers `unavailable` meanwhile.
+            connection.max_command_attempts = 1;
+        })
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2));
+    builder.build().map_err(|e| QueueError::Unavailable(e.to_string()))
+}
+
+fn inbox_key(prefix: &str, shard: u32) -> String {
+    format!("{prefix}:inbox:{shard}")
+}
+
+impl RedisQueue {
+    /// Connects (in the background: the queue reports itself unavailable until connected).
+    pub async fn connect(settings: RedisSettings) -> Result<Self, QueueError> {
+        let client = client(&settings.url)?;
+        client.init().await.map_err(unavailable)?;
+        Ok(RedisQueue { settings, client })
+    }
+
+    /// Connects without waiting for Redis to be reachable.
+    pub fn start(settings: RedisSettings) -> Result<Self, QueueError> {
+        let client = client(&settings.url)?;
+        let starting = client.clone();
+        tokio::spawn(async move {
+            if let Err(error) = starting.init().await {
+                warn!(%error, "failed to connect to redis; retrying in the background");
+            }
+        });
+        Ok(RedisQueue { settings, client })
+    }
+
+    pub(crate) fn is_connected(&self) -> bool {
+        self.client.is_connected()
+    }
+
+    pub(crate) async fn push(&self, shard: u32, command: &Command) -> Result<EntryId, QueueError> {
+        if !self.client.is_connected() {
+            return Err(QueueError::Unavailable("not connected to redis".into()));
+        }
+        let bytes = Bytes::from(crate::encode(command)?);
+        let key = inbox_key(&self.settings.prefix, shard);
+        let id: String = self
+            .client
+            .xadd(key, false, None::<()>, XID::Auto, vec![("c", bytes)])
+            .await
+            .map_err(unavailable)?;
+        if let Some(replicas) = self.settings.wait_replicas {
+            let acked: i64 = self
+                .client
+                .wait(i64::from(replicas), COMMAND_TIMEOUT.as_millis() as i64)
+                .await
+                .map_err(unavailable)?;
+            if acked < i64::from(replicas) {
+                return Err(QueueError::Unavailable(format!(
+                    "only {acked} of {replicas} redis replicas took the entry in time"
+                )));
+            }
+        }
+        id.parse()
+    }
+
+    pub(crate) async fn consumer(
+        &self,
+        shard: u32,
+        name: &str,
+    ) -> Result<RedisConsumer, QueueError> {
+        let client = client(&self.settings.url)?;
+        client.init().await.map_err(unavailable)?;
+        let key = inbox_key(&self.settings.prefix, shard);
+        // The group starts at the beginning of the stream, so nothing pushed before the first
+        // leader existed is skipped. BUSYGROUP means it exists already.
+        let created: Result<(), Error> = client.xgroup_create(&key, GROUP, "0", true).await;
+        if let Err(error) = created
+            && !error.details().contains("BUSYGROUP")
+        {
+            return Err(unavailable(error));
+        }
+        Ok(RedisConsumer { client, key, name: name.to_owned(), own_pending_done: false })
+    }
+
+    pub(crate) async fn publish(&self, notice: Bytes) -> Result<(), QueueError> {
+        let channel = format!("{}:notices", self.settings.prefix);
+        let _: i64 = self.client.publish(channel, notice).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub(crate) async fn subscribe(&self) -> Result<mpsc::Receiver<Bytes>, QueueError> {
+        let config = Config::from_url(&self.settings.url).map_err(unavailable)?;
+        let subscriber = Builder::from_config(config)
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+            .build_subscriber_client()
+            .map_err(unavailable)?;
+        let channel = format!("{}:notices", self.settings.prefix);
+        let mut messages = subscriber.message_rx();
+        let (tx, rx) = mpsc::channel(1024);
+        let starting = subscriber.clone();
+        tokio::spawn(async move {
+            if let Err(error) = starting.init().await {
+                warn!(%error, "failed to connect the notice subscriber; retrying in the background");
+            }
+            // Subscriptions are renewed by the client after every reconnect.
+            let _ = starting.manage_subscriptions();
+            if let Err(error) = starting.subscribe(channel).await {
+                warn!(%error, "failed to subscribe to notices");
+            }
+        });
+        tokio::spawn(async move {
+            let _keep = subscriber;
+            loop {
+                match messages.recv().await {
+                    Ok(message) => {
+                        let Some(bytes) = message.value.as_bytes().map(Bytes::copy_from_slice)
+                        else {
+                            continue;
+                        };
+                        if tx.send(bytes).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
+/// The consumer of one shard's inbox on Redis.
+#[derive(Debug)]
+pub struct RedisConsumer {
+    client: Client,
+    key: String,
+    name: String,
+    /// Whether this consumer's own pending entries were read back after taking over.
+    own_pending_done: bool,
+}
+
+type Fields = HashMap<String, Bytes>;
+
+fn entries(raw: Vec<(String, Fields)>) -> Result<Vec<InboxEntry>, QueueError> {
+    raw.into_iter()
+        .map(|(id, fields)| {
+            let bytes = fields
+                .get("c")
+                .ok_or_else(|| QueueError::Protocol(format!("inbox entry {id} has no command")))?;
+            Ok(InboxEntry { id: id.parse()?, command: crate::decode(bytes)? })
+        })
+        .collect()
+}
+
+impl RedisConsumer {
+    async fn read(
+        &self,
+        id: XID,
+        max: usize,
+        block: Option<u64>,
+    ) -> Result<Vec<InboxEntry>, QueueError> {
+        let response: fred::types::streams::XReadResponse<String, String, String, Bytes> = self
+            .client
+            .xreadgroup_map(
+                GROUP,
+                self.name.as_str(),
+                Some(max as u64),
+                block,
+                false,
+                self.key.as_str(),
+                id,
+            )
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        for (_, raw) in response {
+            out.extend(entries(raw)?);
+        }
+        out.sort_by_key(|e| e.id);
+        Ok(out)
+    }
+
+    pub(crate) async fn claim_pending(
+        &mut self,
+        max: usize,
+    ) -> Result<Vec<InboxEntry>, QueueError> {
+        // Take ownership of every pending entry, whoever had it: XAUTOCLAIM with no idle time.
+        let mut start = "0-0".to_owned();
+        loop {
+            let reply: Value = self
+                .client
+                .xautoclaim(
+                    self.key.as_str(),
+                    GROUP,
+                    self.name.as_str(),
+                    0,
+                    start.as_str(),
+                    Some(max as u64),
+                    true,
+                )
+                .await
+                .map_err(unavailable)?;
+            let next = match reply {
+                Value::Array(parts) => {
+                    parts.first().and_then(|v| v.as_string()).unwrap_or_default()
+                }
+                other => {
+                    return Err(QueueError::Protocol(format!(
+                        "unexpected XAUTOCLAIM reply {other:?}"
+                    )));
+                }
+            };
+            if next.is_empty() || next == "0-0" {
+                break;
+            }
+            start = next;
+        }
+        // Then read this consumer's pending list (now everything pending) from the start.
+        self.own_pending_done = false;
+        let claimed = self.read(XID::Manual("0".into()), max, None).await?;
+        if claimed.is_empty() {
+            self.own_pending_done = true;
+        }
+        debug!(claimed = claimed.len(), "took over pending inbox entries");
+        Ok(claimed)
+    }
+
+    pub(crate) async fn next_batch(&mut self, max: usize) -> Result<Vec<InboxEntry>, QueueError> {
+        if !self.own_pending_done {
+            // More pending than one claim returned: keep draining them before new entries.
+            let pending = self.read(XID::Manual("0".into()), max, None).await?;
+            if !pending.is_empty() {
+                return Ok(pending);
+            }
+            self.own_pending_done = true;
+        }
+        self.read(XID::NewInGroup, max, Some(READ_BLOCK.as_millis() as u64)).await
+    }
+
+    pub(crate) async fn ack(&mut self, ids: &[EntryId]) -> Result<(), QueueError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let _: i64 = self.client.xack(self.key.as_str(), GROUP, ids).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub(crate) async fn trim_below(&mut self, id: EntryId) -> Result<(), QueueError> {
+        let cap = XCap::try_from(("MINID", "=", id.to_string())).map_err(unavailable)?;
+        let _: i64 = self.client.xtrim(self.key.as_str(), cap).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub(crate) async fn pending(&mut self) -> Result<u64, QueueError> {
+        let summary: Value =
+            self.client.xpending(self.key.as_str(), GROUP, ()).await.map_err(unavailable)?;
+        match summary {
+            Value::Array(parts) => Ok(parts.first().and_then(|v| v.as_u64()).unwrap_or(0)),
+            _ => Ok(0),
+        }
+    }
+}

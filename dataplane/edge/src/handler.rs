@@ -372,12 +372,11 @@ pub async fn typing(ctx: &Context, caller: &Caller, conv: String) {
     };
     let recipients = members.into_iter().filter(|m| *m != caller.user).collect();
     let notice = Notice::Typing { conv, user: caller.user.clone(), recipients };
-    match rmp_serde::to_vec_named(&notice) {
-        // Typing is best effort: a notice the queue cannot take is dropped.
-        Ok(bytes) => {
-            let _ = ctx.queue.publish(bytes.into()).await;
-        }
-        Err(_) => {}
+    // Typing is best effort: a notice the queue cannot take is dropped.
+    if let Ok(bytes) = rmp_serde::to_vec_named(&notice)
+        && let Err(error) = ctx.queue.publish(bytes.into()).await
+    {
+        tracing::debug!(%error, "a typing notice was dropped");
     }
 }
 

@@ -156,8 +156,9 @@ impl RedisQueue {
             if let Err(error) = starting.init().await {
                 warn!(%error, "failed to connect the notice subscriber; retrying in the background");
             }
-            // Subscriptions are renewed by the client after every reconnect.
-            let _ = starting.manage_subscriptions();
+            // Subscriptions are renewed by the client after every reconnect; the task it
+            // returns runs on its own, detached.
+            drop(starting.manage_subscriptions());
             if let Err(error) = starting.subscribe(channel).await {
                 warn!(%error, "failed to subscribe to notices");
             }

@@ -58,6 +58,9 @@ pub enum CatchUp {
 pub struct ClientConfig {
     /// `ws://host:port` or `ws://host:port/v1/ws`.
     pub url: String,
+    /// Other edges of the same cluster, tried in turn when a connection to the current one
+    /// fails (for example when that edge is gone).
+    pub fallback_urls: Vec<String>,
     pub token: String,
     pub device: String,
     pub encoding: Encoding,
@@ -77,6 +80,7 @@ impl ClientConfig {
     ) -> Self {
         ClientConfig {
             url: url.into(),
+            fallback_urls: Vec::new(),
             token: token.into(),
             device: device.into(),
             encoding: Encoding::Json,
@@ -86,9 +90,15 @@ impl ClientConfig {
         }
     }
 
-    /// The WebSocket URL with the device and token as query parameters.
-    fn ws_url(&self) -> String {
-        let base = self.url.trim_end_matches('/');
+    /// The WebSocket URL of endpoint `n` (the main URL, then the fallbacks, round and
+    /// round) with the device and token as query parameters.
+    fn ws_url(&self, n: usize) -> String {
+        let count = 1 + self.fallback_urls.len();
+        let url = match n % count {
+            0 => &self.url,
+            i => &self.fallback_urls[i - 1],
+        };
+        let base = url.trim_end_matches('/');
         let base = if base.ends_with("/v1/ws") { base.to_owned() } else { format!("{base}/v1/ws") };
         format!("{base}?device={}&token={}", self.device, self.token)
     }
@@ -135,14 +145,24 @@ impl std::fmt::Debug for Op {
 
 impl Client {
     /// Connects and returns the client with the stream of its events. Fails if the first
-    /// connection fails (a bad token, an unreachable server); later drops are retried.
+    /// connection fails on every configured URL (a bad token, an unreachable server); later
+    /// drops are retried.
     pub async fn connect(
         config: ClientConfig,
     ) -> Result<(Client, mpsc::UnboundedReceiver<ClientEvent>), ClientError> {
-        let socket = task::open(&config).await?;
+        let mut endpoint = 0;
+        let socket = loop {
+            match task::open(&config, endpoint).await {
+                Ok(socket) => break socket,
+                // A refusal (a bad token) would be the same on every edge.
+                Err(error @ ClientError::Refused(_)) => return Err(error),
+                Err(error) if endpoint >= config.fallback_urls.len() => return Err(error),
+                Err(_) => endpoint += 1,
+            }
+        };
         let (ops, op_rx) = mpsc::channel(1024);
         let (events, event_rx) = mpsc::unbounded_channel();
-        tokio::spawn(task::run(config, socket, op_rx, events));
+        tokio::spawn(task::run(config, socket, endpoint, op_rx, events));
         Ok((Client { ops }, event_rx))
     }
 

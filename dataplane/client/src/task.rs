@@ -24,9 +24,11 @@ pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const FETCH_PAGE: u32 = 500;
 
 /// Opens one connection.
-pub(crate) async fn open(config: &ClientConfig) -> Result<Socket, ClientError> {
-    let mut request =
-        config.ws_url().into_client_request().map_err(|e| ClientError::Connect(e.to_string()))?;
+pub(crate) async fn open(config: &ClientConfig, endpoint: usize) -> Result<Socket, ClientError> {
+    let mut request = config
+        .ws_url(endpoint)
+        .into_client_request()
+        .map_err(|e| ClientError::Connect(e.to_string()))?;
     if config.encoding == Encoding::MsgPack {
         request
             .headers_mut()
@@ -76,6 +78,7 @@ struct State {
 pub(crate) async fn run(
     config: ClientConfig,
     socket: Socket,
+    mut endpoint: usize,
     mut ops: mpsc::Receiver<Op>,
     events: mpsc::UnboundedSender<ClientEvent>,
 ) {
@@ -92,13 +95,15 @@ pub(crate) async fn run(
     };
     let mut socket = Some(socket);
     let mut failures = 0u32;
+    // `endpoint` is which of the configured URLs to use; a failed attempt moves on.
     loop {
         let current = match socket.take() {
             Some(current) => current,
-            None => match open(&state.config).await {
+            None => match open(&state.config, endpoint).await {
                 Ok(current) => current,
                 Err(error) => {
                     failures += 1;
+                    endpoint += 1;
                     debug!(%error, failures, "reconnect failed");
                     let wait = backoff(failures, state.config.max_backoff);
                     if !wait_or_close(&mut state, &mut ops, wait).await {

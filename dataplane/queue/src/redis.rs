@@ -133,7 +133,7 @@ impl RedisQueue {
         {
             return Err(unavailable(error));
         }
-        Ok(RedisConsumer { client, key, name: name.to_owned(), own_pending_done: false })
+        Ok(RedisConsumer { client, key, name: name.to_owned(), pending_after: None })
     }
 
     pub(crate) async fn publish(&self, notice: Bytes) -> Result<(), QueueError> {
@@ -191,30 +191,47 @@ pub struct RedisConsumer {
     client: Client,
     key: String,
     name: String,
-    /// Whether this consumer's own pending entries were read back after taking over.
-    own_pending_done: bool,
+    /// While pending entries are read back after taking over: the last one read.
+    pending_after: Option<EntryId>,
+}
+
+impl Drop for RedisConsumer {
+    fn drop(&mut self) {
+        // A consumer lives for one term of leadership; close its connection with it.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let client = self.client.clone();
+            runtime.spawn(async move {
+                let _ = client.quit().await;
+            });
+        }
+    }
 }
 
 type Fields = HashMap<String, Bytes>;
 
-fn entries(raw: Vec<(String, Fields)>) -> Result<Vec<InboxEntry>, QueueError> {
-    raw.into_iter()
-        .map(|(id, fields)| {
-            let bytes = fields
-                .get("c")
-                .ok_or_else(|| QueueError::Protocol(format!("inbox entry {id} has no command")))?;
-            Ok(InboxEntry { id: id.parse()?, command: crate::decode(bytes)? })
-        })
-        .collect()
+/// The entries of a read, and the ids of pending entries already trimmed away (their fields
+/// are gone: every replica had applied them).
+fn entries(raw: Vec<(String, Fields)>) -> Result<(Vec<InboxEntry>, Vec<EntryId>), QueueError> {
+    let mut live = Vec::with_capacity(raw.len());
+    let mut trimmed = Vec::new();
+    for (id, fields) in raw {
+        let id: EntryId = id.parse()?;
+        match fields.get("c") {
+            Some(bytes) => live.push(InboxEntry { id, command: crate::decode(bytes)? }),
+            None if fields.is_empty() => trimmed.push(id),
+            None => return Err(QueueError::Protocol(format!("inbox entry {id} has no command"))),
+        }
+    }
+    Ok((live, trimmed))
 }
 
 impl RedisConsumer {
     async fn read(
-        &self,
+        &mut self,
         id: XID,
         max: usize,
         block: Option<u64>,
-    ) -> Result<Vec<InboxEntry>, QueueError> {
+    ) -> Result<(Vec<InboxEntry>, Option<EntryId>), QueueError> {
         let response: fred::types::streams::XReadResponse<String, String, String, Bytes> = self
             .client
             .xreadgroup_map(
@@ -229,11 +246,16 @@ impl RedisConsumer {
             .await
             .map_err(unavailable)?;
         let mut out = Vec::new();
+        let mut trimmed = Vec::new();
         for (_, raw) in response {
-            out.extend(entries(raw)?);
+            let (live, gone) = entries(raw)?;
+            out.extend(live);
+            trimmed.extend(gone);
         }
         out.sort_by_key(|e| e.id);
-        Ok(out)
+        let last = out.last().map(|e| e.id).max(trimmed.iter().max().copied());
+        self.ack(&trimmed).await?;
+        Ok((out, last))
     }
 
     pub(crate) async fn claim_pending(
@@ -272,25 +294,37 @@ impl RedisConsumer {
             start = next;
         }
         // Then read this consumer's pending list (now everything pending) from the start.
-        self.own_pending_done = false;
-        let claimed = self.read(XID::Manual("0".into()), max, None).await?;
-        if claimed.is_empty() {
-            self.own_pending_done = true;
-        }
+        self.pending_after = Some(EntryId::default());
+        let claimed = self.next_pending(max).await?;
         debug!(claimed = claimed.len(), "took over pending inbox entries");
         Ok(claimed)
     }
 
-    pub(crate) async fn next_batch(&mut self, max: usize) -> Result<Vec<InboxEntry>, QueueError> {
-        if !self.own_pending_done {
-            // More pending than one claim returned: keep draining them before new entries.
-            let pending = self.read(XID::Manual("0".into()), max, None).await?;
+    /// The next pending entries after those already read back, in order; `pending_after`
+    /// becomes `None` once there are no more.
+    async fn next_pending(&mut self, max: usize) -> Result<Vec<InboxEntry>, QueueError> {
+        while let Some(after) = self.pending_after {
+            let (pending, last) =
+                self.read(XID::Manual(after.to_string().into()), max, None).await?;
+            // A read that found only trimmed entries goes on after them.
+            self.pending_after = last;
             if !pending.is_empty() {
                 return Ok(pending);
             }
-            self.own_pending_done = true;
         }
-        self.read(XID::NewInGroup, max, Some(READ_BLOCK.as_millis() as u64)).await
+        Ok(Vec::new())
+    }
+
+    pub(crate) async fn next_batch(&mut self, max: usize) -> Result<Vec<InboxEntry>, QueueError> {
+        if self.pending_after.is_some() {
+            // More pending than one claim returned: keep draining them before new entries.
+            let pending = self.next_pending(max).await?;
+            if !pending.is_empty() {
+                return Ok(pending);
+            }
+        }
+        let block = Some(READ_BLOCK.as_millis() as u64);
+        Ok(self.read(XID::NewInGroup, max, block).await?.0)
     }
 
     pub(crate) async fn ack(&mut self, ids: &[EntryId]) -> Result<(), QueueError> {

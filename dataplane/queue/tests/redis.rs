@@ -1,0 +1,267 @@
+//! The Redis transport against a real `redis-server` started by each test on a free port,
+//! with AOF and `appendfsync always` as clusters run it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use dolphin_queue::redis::{RedisQueue, RedisSettings};
+use dolphin_queue::{EntryId, InboxEntry, Queue, QueueError};
+use dolphin_state::Command;
+
+/// A `redis-server` of the test's own, killed when dropped.
+struct Redis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut redis = Redis { port, dir: tempfile::tempdir().unwrap(), child: None };
+        redis.restart();
+        redis
+    }
+
+    /// Starts the server on its folder and port, waiting until it answers.
+    fn restart(&mut self) {
+        let child = Process::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (the test command installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: whatever the server had not written to its AOF is gone.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn settings(&self) -> RedisSettings {
+        RedisSettings {
+            url: format!("redis://127.0.0.1:{}", self.port),
+            prefix: "test".into(),
+            wait_replicas: None,
+        }
+    }
+
+    async fn queue(&self) -> Queue {
+        Queue::Redis(RedisQueue::connect(self.settings()).await.unwrap())
+    }
+
+    fn aof_dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn send(from: &str, cid: &str) -> Command {
+    Command::Send {
+        conv: "g:test".into(),
+        from: from.into(),
+        device: "d".into(),
+        cid: cid.into(),
+        body: dolphin_protocol::Body::Text { text: cid.into() },
+        ts: 0,
+    }
+}
+
+fn cid_of(entry: &InboxEntry) -> String {
+    match &entry.command {
+        Command::Send { cid, .. } => cid.clone(),
+        other => panic!("unexpected command {other:?}"),
+    }
+}
+
+/// Reads batches until `count` entries arrived or nothing more comes.
+async fn drain(consumer: &mut dolphin_queue::Consumer, count: usize) -> Vec<InboxEntry> {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while out.len() < count && Instant::now() < deadline {
+        out.extend(consumer.next_batch(100).await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn concurrent_pushes_are_consumed_in_the_order_redis_took_them() {
+    let redis = Redis::start();
+    let queue = redis.queue().await;
+    let mut tasks = Vec::new();
+    for sender in 0..8 {
+        let queue = queue.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in 0..50 {
+                ids.push(
+                    queue
+                        .push(3, &send(&format!("u{sender}"), &format!("{sender}-{n}")))
+                        .await
+                        .unwrap(),
+                );
+            }
+            ids
+        }));
+    }
+    let mut pushed = Vec::new();
+    for task in tasks {
+        let ids = task.await.unwrap();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "one sender's entries are in its order");
+        pushed.extend(ids);
+    }
+    pushed.sort();
+
+    let mut consumer = queue.consumer(3, "replica-1").await.unwrap();
+    let got = drain(&mut consumer, pushed.len()).await;
+    let ids: Vec<EntryId> = got.iter().map(|e| e.id).collect();
+    assert_eq!(ids, pushed, "every entry once, in stream order");
+    // Each sender's cids come in the order that sender pushed them.
+    let mut next: BTreeMap<String, u32> = BTreeMap::new();
+    for entry in &got {
+        let cid = cid_of(entry);
+        let (sender, n) = cid.split_once('-').unwrap();
+        let expected = next.entry(sender.to_owned()).or_default();
+        assert_eq!(n.parse::<u32>().unwrap(), *expected, "{cid} out of order");
+        *expected += 1;
+    }
+    assert_eq!(consumer.pending().await.unwrap(), 400, "nothing is acknowledged before apply");
+    consumer.ack(&ids).await.unwrap();
+    assert_eq!(consumer.pending().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_new_consumer_takes_over_what_a_dead_one_left_pending_once_each() {
+    let redis = Redis::start();
+    let queue = redis.queue().await;
+    for n in 0..10 {
+        queue.push(0, &send("a", &format!("{n}"))).await.unwrap();
+    }
+    // The first leader reads everything, acknowledges the first three, then dies.
+    {
+        let mut first = queue.consumer(0, "replica-1").await.unwrap();
+        let got = drain(&mut first, 10).await;
+        assert_eq!(got.len(), 10);
+        first.ack(&[got[0].id, got[1].id, got[2].id]).await.unwrap();
+    }
+    for n in 10..15 {
+        queue.push(0, &send("a", &format!("{n}"))).await.unwrap();
+    }
+
+    // The next one claims the seven left pending, in small batches, without any repeat, then
+    // reads the five that came later.
+    let mut second = queue.consumer(0, "replica-2").await.unwrap();
+    let mut seen = second.claim_pending(3).await.unwrap();
+    assert_eq!(seen.len(), 3);
+    seen.extend(drain(&mut second, 12 - 3).await);
+    let cids: Vec<String> = seen.iter().map(cid_of).collect();
+    let expected: Vec<String> = (3..15).map(|n| n.to_string()).collect();
+    assert_eq!(cids, expected, "pending entries first, then new ones, each once");
+    assert_eq!(second.pending().await.unwrap(), 12);
+}
+
+#[tokio::test]
+async fn trimming_removes_only_entries_below_the_floor_and_claims_skip_trimmed_ones() {
+    let redis = Redis::start();
+    let queue = redis.queue().await;
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        ids.push(queue.push(1, &send("a", &format!("{n}"))).await.unwrap());
+    }
+    {
+        let mut first = queue.consumer(1, "replica-1").await.unwrap();
+        assert_eq!(drain(&mut first, 6).await.len(), 6);
+        // Every replica applied the first four; the leader dies before acknowledging them.
+        first.trim_below(ids[4]).await.unwrap();
+    }
+    let mut second = queue.consumer(1, "replica-2").await.unwrap();
+    let claimed = second.claim_pending(100).await.unwrap();
+    let cids: Vec<String> = claimed.iter().map(cid_of).collect();
+    assert_eq!(cids, ["4", "5"], "trimmed entries are gone, the rest comes back");
+    second.ack(&[ids[4], ids[5]]).await.unwrap();
+    assert_eq!(second.pending().await.unwrap(), 0, "trimmed pending entries were acknowledged");
+}
+
+#[tokio::test]
+async fn pushes_fail_with_unavailable_while_redis_is_down_and_work_again_after() {
+    let mut redis = Redis::start();
+    let queue = redis.queue().await;
+    queue.push(0, &send("a", "before")).await.unwrap();
+    redis.kill();
+    let started = Instant::now();
+    let refused = queue.push(0, &send("a", "during")).await;
+    assert!(matches!(refused, Err(QueueError::Unavailable(_))), "got {refused:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "the refusal came promptly");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while queue.is_available() {
+        assert!(Instant::now() < deadline, "the queue still says it is available");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match queue.push(0, &send("a", "after")).await {
+            Ok(_) => break,
+            Err(QueueError::Unavailable(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("the queue did not come back: {error}"),
+        }
+    }
+    assert!(queue.is_available());
+    let mut consumer = queue.consumer(0, "replica-1").await.unwrap();
+    let cids: Vec<String> = drain(&mut consumer, 2).await.iter().map(cid_of).collect();
+    assert_eq!(cids, ["before", "after"], "what was refused is not in the queue");
+}
+
+#[tokio::test]
+async fn every_acknowledged_push_survives_a_sigkill_of_redis() {
+    let mut redis = Redis::start();
+    let queue = redis.queue().await;
+    let mut tasks = Vec::new();
+    for sender in 0..4 {
+        let queue = queue.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut taken = 0u32;
+            for n in 0..100 {
+                if queue.push(2, &send("a", &format!("{sender}-{n}"))).await.is_ok() {
+                    taken += 1;
+                }
+            }
+            taken
+        }));
+    }
+    let mut taken = 0;
+    for task in tasks {
+        taken += task.await.unwrap();
+    }
+    assert_eq!(taken, 400);
+    redis.kill();
+    assert!(redis.aof_dir().read_dir().unwrap().next().is_some(), "redis wrote its AOF");
+    redis.restart();
+
+    let queue = redis.queue().await;
+    let mut consumer = queue.consumer(2, "replica-1").await.unwrap();
+    assert_eq!(drain(&mut consumer, 400).await.len(), 400, "every push Redis took is still there");
+}

@@ -32,3 +32,9 @@ bench_usage() {
     awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$1" >&2
     exit "${2:-2}"
 }
+
+# True while any process of process group $1 runs (zombies, already dead, do not count).
+bench_group_alive() {
+    ps -e -o pgid=,stat= |
+        awk -v g="$1" '$1 == g && $2 !~ /^Z/ { found = 1 } END { exit !found }'
+}

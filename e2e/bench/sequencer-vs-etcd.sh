@@ -47,13 +47,6 @@ parse_args() {
     fi
 }
 
-# True while any process of process group $1 runs (zombies, already dead, do not count).
-group_alive() {
-    local group="$1"
-    ps -e -o pgid=,stat= |
-        awk -v g="$group" '$1 == g && $2 !~ /^Z/ { found = 1 } END { exit !found }'
-}
-
 # Stops the benchmark still running, if any, with all its processes, and removes the work
 # folder unless a benchmark failed. Each benchmark runs in a process group of its own, so
 # that Dolphin's replicas and Redis, and etcd's members, go with it.
@@ -63,10 +56,10 @@ cleanup() {
     if [[ -n ${group:-} ]]; then
         kill -TERM -- "-$group" 2>/dev/null || true
         deadline=$((SECONDS + STOP_TIMEOUT_SECONDS))
-        while group_alive "$group" && ((SECONDS < deadline)); do
+        while bench_group_alive "$group" && ((SECONDS < deadline)); do
             sleep 0.1
         done
-        if group_alive "$group"; then
+        if bench_group_alive "$group"; then
             cp_log "processes of the benchmark still run ${STOP_TIMEOUT_SECONDS}s after" \
                 "SIGTERM; killing them"
             kill -KILL -- "-$group" 2>/dev/null || true

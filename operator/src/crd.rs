@@ -13,7 +13,7 @@ use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 /// A DNS-1123 subdomain, the form of most object names (Secrets, StorageClasses).
-const DNS_SUBDOMAIN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+const DNS_SUBDOMAIN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 /// The longest `ImCluster` name: `NAME-shard-255` must leave room in a StatefulSet name for
 /// the pod ordinal and the controller's revision hash (63 characters in all).

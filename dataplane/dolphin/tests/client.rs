@@ -132,7 +132,7 @@ async fn a_fresh_client_can_catch_up_on_everything() {
     let server = Server::start().await;
     let mut alice = Raw::connect(&server, "alice", "phone").await;
     for t in ["a", "b", "c"] {
-        alice.say("d:alice:carol", t).await;
+        alice.say_ordered("d:alice:carol", t).await;
     }
     let mut config = config(server.url(), server.token("carol"), "tablet");
     config.catch_up = CatchUp::Everything;

@@ -73,6 +73,7 @@ impl Fixture {
             .map(|(i, user)| SenderSpec {
                 user: user.to_string(),
                 url: self.cluster.edge_url(i as u32 % 2).unwrap(),
+                fallback_urls: vec![self.cluster.edge_url((i as u32 + 1) % 2).unwrap()],
                 token: self.cluster.token(user),
                 convs: self
                     .convs
@@ -84,6 +85,30 @@ impl Fixture {
             })
             .collect();
         Load::start(specs, Duration::from_millis(5)).await
+    }
+
+    /// Reads every conversation once every message the senders were told was accepted is
+    /// ordered (accepted means queued: ordering may trail it a little), or after 30 s.
+    async fn stored_after(&self, senders: &[load::SenderLog]) -> BTreeMap<String, Vec<Message>> {
+        // Settled: every accepted message is there, and a second read finds nothing more
+        // (a send that failed on the client side may still have been queued and be ordered
+        // late; receivers must not see messages newer than what is checked against).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut previous: Option<BTreeMap<String, Vec<Message>>> = None;
+        loop {
+            let stored = self.stored().await;
+            let present: BTreeSet<(&str, &str)> =
+                stored.values().flatten().map(|m| (m.conv.as_str(), m.cid.as_str())).collect();
+            let all = senders
+                .iter()
+                .flat_map(|s| &s.accepted)
+                .all(|(conv, cid)| present.contains(&(conv.as_str(), cid.as_str())));
+            if (all && previous.as_ref() == Some(&stored)) || Instant::now() >= deadline {
+                return stored;
+            }
+            previous = Some(stored);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
     }
 
     /// Reads every conversation from seq 1 through an edge.
@@ -182,7 +207,7 @@ async fn killing_a_shard_leader_loses_nothing_and_a_new_leader_serves() {
 
     f.cluster.start_replica(0, leader).unwrap();
     let senders = load.stop_sending().await;
-    let stored = f.stored().await;
+    let stored = f.stored_after(&senders).await;
     let received = load.finish().await;
     load::check(&stored, &senders, &received);
     f.replicas_converge(0, &[1, 2, 3]).await;
@@ -208,7 +233,7 @@ async fn a_killed_follower_catches_up_by_snapshot_and_matches_the_leader() {
     f.replicas_converge(0, &[1, 2, 3]).await;
     let follower_status = f.cluster.status(0, follower).await.unwrap();
     assert!(follower_status.snapshot_index > 0, "the follower caught up from a snapshot");
-    let stored = f.stored().await;
+    let stored = f.stored_after(&senders).await;
     let received = load.finish().await;
     load::check(&stored, &senders, &received);
 }
@@ -222,10 +247,22 @@ async fn losing_two_of_three_replicas_makes_writes_unavailable_until_one_returns
     f.cluster.kill_replica(0, 1).await.unwrap();
     f.cluster.kill_replica(0, 2).await.unwrap();
     let conv = f.convs[&0][0].clone();
+    // Right after the kills a send may still be queued (and must then be ordered when the
+    // shard is back); once the edge sees the shard without a quorum, sends are refused.
     let started = Instant::now();
-    let refused = send_once(&f.cluster, &conv, sender_of(&conv), "during-outage").await;
-    assert_eq!(refused.unwrap_err().code(), Some(dolphin_protocol::ErrorCode::Unavailable));
-    assert!(started.elapsed() < Duration::from_secs(15), "unavailable came promptly");
+    let mut queued_meanwhile = Vec::new();
+    loop {
+        let cid = format!("during-outage-{}", queued_meanwhile.len());
+        match send_once(&f.cluster, &conv, sender_of(&conv), &cid).await {
+            Ok(()) => queued_meanwhile.push((conv.clone(), cid)),
+            Err(error) => {
+                assert_eq!(error.code(), Some(dolphin_protocol::ErrorCode::Unavailable));
+                break;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "unavailable came promptly");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // The other shard is untouched.
     let other = f.convs[&1][0].clone();
     send_once(&f.cluster, &other, sender_of(&other), "other-shard")
@@ -234,14 +271,24 @@ async fn losing_two_of_three_replicas_makes_writes_unavailable_until_one_returns
 
     f.cluster.start_replica(0, 2).unwrap();
     f.cluster.leader(0, Duration::from_secs(15)).await.expect("shard 0 has a leader again");
-    send_once(&f.cluster, &conv, sender_of(&conv), "after-outage")
-        .await
-        .expect("shard 0 takes writes again");
+    // The edge notices the new leader within a check or two; a client retries its send with
+    // the same cid until then.
+    let back = Instant::now();
+    while let Err(error) = send_once(&f.cluster, &conv, sender_of(&conv), "after-outage").await {
+        assert_eq!(error.code(), Some(dolphin_protocol::ErrorCode::Unavailable));
+        assert!(back.elapsed() < Duration::from_secs(10), "shard 0 takes writes again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     f.cluster.start_replica(0, 1).unwrap();
-    let senders = load.stop_sending().await;
+    let mut senders = load.stop_sending().await;
     assert!(senders.iter().any(|s| s.errors.contains_key("unavailable")), "senders saw the outage");
-    let stored = f.stored().await;
+    senders.push(load::SenderLog {
+        user: sender_of(&conv).to_owned(),
+        accepted: queued_meanwhile,
+        errors: BTreeMap::new(),
+    });
+    let stored = f.stored_after(&senders).await;
     let received = load.finish().await;
     load::check(&stored, &senders, &received);
     f.replicas_converge(0, &[1, 2, 3]).await;
@@ -255,7 +302,7 @@ async fn a_cluster_killed_and_started_again_keeps_everything() {
     let mut load = f.load().await;
     load.wait_accepted(200, Duration::from_secs(30), "before the kills").await;
     let senders = load.stop_sending().await;
-    let before = f.stored().await;
+    let before = f.stored_after(&senders).await;
     load.finish().await;
 
     for shard in 0..2 {
@@ -342,7 +389,56 @@ async fn an_isolated_leader_commits_nothing_and_rejoins_without_split_brain() {
     for (term, leaders) in &leaders_by_term {
         assert!(leaders.len() <= 1, "term {term} had leaders {leaders:?}");
     }
-    let stored = f.stored().await;
+    let stored = f.stored_after(&senders).await;
     let received = load.finish().await;
     load::check(&stored, &senders, &received);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_redis_refuses_sends_meanwhile_and_loses_nothing_accepted() {
+    let mut f = fixture(&[]).await;
+    let mut load = f.load().await;
+    load.wait_accepted(100, Duration::from_secs(30), "before the kill").await;
+
+    f.cluster.kill_redis().await.unwrap();
+    let conv = f.convs[&0][0].clone();
+    let started = Instant::now();
+    let refused = send_once(&f.cluster, &conv, sender_of(&conv), "during-redis-outage").await;
+    assert_eq!(refused.unwrap_err().code(), Some(dolphin_protocol::ErrorCode::Unavailable));
+    assert!(started.elapsed() < Duration::from_secs(10), "unavailable came promptly");
+    let edge = f.cluster.edge_addrs()[0].clone();
+    assert!(reqwest_get(&format!("http://{edge}/readyz")).await.is_none(), "the edge is not ready");
+    // Reads do not need the queue.
+    let reader = connect(&f.cluster, sender_of(&conv), 1, "reader").await;
+    reader.fetch_after(&conv, 0, 10).await.expect("reads are served while Redis is down");
+    reader.close().await;
+
+    f.cluster.start_redis().await.unwrap();
+    load.wait_accepted(200, Duration::from_secs(60), "after Redis came back").await;
+    let senders = load.stop_sending().await;
+    assert!(senders.iter().any(|s| s.errors.contains_key("unavailable")), "senders saw the outage");
+    let stored = f.stored_after(&senders).await;
+    assert!(
+        stored.values().flatten().all(|m| m.cid != "during-redis-outage"),
+        "a refused send was ordered"
+    );
+    let received = load.finish().await;
+    load::check(&stored, &senders, &received);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_an_edge_moves_its_clients_to_the_other_and_they_miss_nothing() {
+    let mut f = fixture(&[]).await;
+    let mut load = f.load().await;
+    load.wait_accepted(100, Duration::from_secs(30), "before the kill").await;
+
+    f.cluster.kill_edge(0).await.unwrap();
+    load.wait_accepted(200, Duration::from_secs(60), "after the edge died").await;
+    let senders = load.stop_sending().await;
+    let stored = f.stored_after(&senders).await;
+    // Give the last pushes time to arrive before the receivers close.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let received = load.finish().await;
+    load::check(&stored, &senders, &received);
+    load::check_complete(&stored, &received);
 }

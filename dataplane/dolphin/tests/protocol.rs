@@ -171,7 +171,7 @@ async fn malformed_frames_get_bad_request_and_lose_nothing() {
     assert_eq!(alice.recv().await["code"], "bad_request", "a ping without rid");
 
     // Still usable, and nothing was stored by the bad frames.
-    alice.say("d:alice:bob", "after").await;
+    alice.say_ordered("d:alice:bob", "after").await;
     let page = alice.call(json!({"type":"fetch","conv":"d:alice:bob","after":0})).await;
     assert_eq!(page["max_seq"], 1);
 }
@@ -339,7 +339,7 @@ async fn fetch_pages_after_and_before_within_limits() {
     let server = Server::start().await;
     let mut alice = Raw::connect(&server, "alice", "phone").await;
     for i in 0..10 {
-        alice.say("d:alice:bob", &format!("m{i}")).await;
+        alice.say_ordered("d:alice:bob", &format!("m{i}")).await;
     }
     let page = alice.call(json!({"type":"fetch","conv":"d:alice:bob","after":4,"limit":3})).await;
     assert_eq!(page["type"], "messages");
@@ -432,7 +432,7 @@ async fn senders_recall_their_own_messages_and_fetch_shows_them_recalled() {
     let server = Server::start().await;
     let mut alice = Raw::connect(&server, "alice", "phone").await;
     let mut bob = Raw::connect(&server, "bob", "phone").await;
-    alice.say("d:alice:bob", "oops").await;
+    alice.say_ordered("d:alice:bob", "oops").await;
     let reply = bob.call(json!({"type":"recall","conv":"d:alice:bob","seq":1})).await;
     assert_eq!(reply["code"], "forbidden");
     let reply = alice.call(json!({"type":"recall","conv":"d:alice:bob","seq":1})).await;

@@ -78,6 +78,14 @@ impl ShardLink {
         }
     }
 
+    /// Whether the shard has a leader that a quorum acknowledged within `within`.
+    pub async fn writable(&self, within: Duration) -> bool {
+        match self {
+            ShardLink::Local(replicas) => replicas.iter().any(|r| r.writable(within)),
+            ShardLink::Remote(remote) => remote.writable(within).await,
+        }
+    }
+
     /// Whether the shard has a leader now.
     pub async fn has_leader(&self) -> bool {
         match self {
@@ -96,17 +104,29 @@ struct Routes {
     shards: Vec<(ShardId, ShardLink)>,
 }
 
+/// How recently a quorum must have acknowledged a shard's leader for the shard to count as
+/// writable: a few heartbeats.
+pub const QUORUM_WITHIN: Duration = Duration::from_millis(1500);
+
+/// How long a shard may be without a writable leader before sends to it are refused with
+/// `unavailable` instead of queued: longer than an election, so a leader change is absorbed
+/// by the queue, while a shard that lost its quorum is refused promptly and its inbox does
+/// not grow without bound.
+pub const WRITE_GRACE: Duration = Duration::from_secs(3);
+
 /// Every shard of the cluster and how to route to them.
 #[derive(Debug)]
 pub struct Backend {
     routes: RwLock<Arc<Routes>>,
+    /// Shards seen without a writable leader, since when.
+    unwritable: std::sync::Mutex<std::collections::HashMap<ShardId, Instant>>,
 }
 
 impl Backend {
     /// A backend over `links`, one per shard of `topology`.
     pub fn new(topology: &Topology, links: Vec<(ShardId, ShardLink)>) -> Self {
         let routes = Routes { version: topology.version, router: topology.router(), shards: links };
-        Backend { routes: RwLock::new(Arc::new(routes)) }
+        Backend { routes: RwLock::new(Arc::new(routes)), unwritable: Default::default() }
     }
 
     /// A backend reaching every shard of `topology` over HTTP.
@@ -120,6 +140,33 @@ impl Backend {
             })
             .collect();
         Self::new(topology, links)
+    }
+
+    /// Checks every shard once for a writable leader, and records the result for
+    /// [`Backend::refuses_writes`].
+    pub async fn check_writable(&self) {
+        let links = self.links();
+        let checks =
+            links.iter().map(|(id, link)| async move { (*id, link.writable(QUORUM_WITHIN).await) });
+        let results = futures_util::future::join_all(checks).await;
+        let now = Instant::now();
+        let mut unwritable =
+            self.unwritable.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        unwritable.retain(|id, _| links.iter().any(|(shard, _)| shard == id));
+        for (id, writable) in results {
+            if writable {
+                unwritable.remove(&id);
+            } else {
+                unwritable.entry(id).or_insert(now);
+            }
+        }
+    }
+
+    /// Whether sends to `shard` are refused: it has been without a writable leader for longer
+    /// than [`WRITE_GRACE`].
+    pub fn refuses_writes(&self, shard: ShardId) -> bool {
+        let unwritable = self.unwritable.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        unwritable.get(&shard).is_some_and(|since| since.elapsed() > WRITE_GRACE)
     }
 
     fn routes(&self) -> Arc<Routes> {

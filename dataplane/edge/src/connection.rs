@@ -289,14 +289,25 @@ impl Conn {
                 self.pending.entry(cid.clone()).or_default().push((rid.clone(), started));
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let reply = match ctx.backend.submit(command).await {
+                    // Accepted once the shard's inbox holds the send; the shard orders it
+                    // from there and the outcome comes as a `msg` or `rejected` push.
+                    let shard = ctx.backend.shard_of(command.conv().unwrap_or_default());
+                    if ctx.backend.refuses_writes(shard) {
+                        let message = format!("shard {shard} has no leader with a quorum");
+                        let error =
+                            ServerFrame::error(Some(rid.clone()), ErrorCode::Unavailable, message);
+                        let _ = replies.send(Reply::SendFailed { rid, cid, error }).await;
+                        return;
+                    }
+                    let reply = match ctx.queue.push(shard, &command).await {
                         Ok(_) => Reply::Accepted { rid, cid },
                         Err(error) => {
-                            let frame = ServerFrame::error(
-                                Some(rid.clone()),
-                                error.code(),
-                                error.to_string(),
-                            );
+                            let code = match error {
+                                dolphin_queue::QueueError::Unavailable(_) => ErrorCode::Unavailable,
+                                _ => ErrorCode::Internal,
+                            };
+                            let frame =
+                                ServerFrame::error(Some(rid.clone()), code, error.to_string());
                             Reply::SendFailed { rid, cid, error: frame }
                         }
                     };

@@ -73,6 +73,18 @@ impl Edge {
                 }
             }
         });
+        let health = ctx.backend.clone();
+        let health_stop = shutdown.clone();
+        tasks.spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(500));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = health_stop.cancelled() => break,
+                    _ = every.tick() => health.check_writable().await,
+                }
+            }
+        });
         tasks.spawn(async move {
             // Forget users idle long enough that their bucket is full again, so the limiter's
             // memory follows active users rather than every user ever seen.

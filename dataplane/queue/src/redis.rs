@@ -6,7 +6,6 @@
 //! command is queued while Redis is unreachable: a push fails at once with `unavailable`
 //! rather than answering `accepted` for something that is not in Redis.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -207,19 +206,94 @@ impl Drop for RedisConsumer {
     }
 }
 
-type Fields = HashMap<String, Bytes>;
+/// One entry of a stream read: its id, and its fields (`None` when the entry was trimmed away
+/// while pending: every replica had applied it).
+type RawEntry = (String, Option<Vec<(String, Bytes)>>);
 
-/// The entries of a read, and the ids of pending entries already trimmed away (their fields
-/// are gone: every replica had applied them).
-fn entries(raw: Vec<(String, Fields)>) -> Result<(Vec<InboxEntry>, Vec<EntryId>), QueueError> {
+fn shape(what: &str, value: &Value) -> QueueError {
+    QueueError::Protocol(format!("unexpected {what} in a stream read: {value:?}"))
+}
+
+/// The entries of an `XREADGROUP` reply, parsed from the raw value: a typed conversion of the
+/// nested arrays guesses wrongly when a level holds exactly one element. Both RESP2 (arrays)
+/// and RESP3 (a map of streams) are understood; `nil` (nothing new in time) is no entries.
+fn parse_read(reply: Value) -> Result<Vec<RawEntry>, QueueError> {
+    let streams: Vec<Value> = match reply {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(streams) => streams
+            .into_iter()
+            .map(|stream| match stream {
+                Value::Array(mut pair) if pair.len() == 2 => Ok(pair.swap_remove(1)),
+                other => Err(shape("stream", &other)),
+            })
+            .collect::<Result<_, _>>()?,
+        Value::Map(map) => map.inner().into_values().collect(),
+        other => return Err(shape("reply", &other)),
+    };
+    let mut out = Vec::new();
+    for entries in streams {
+        let Value::Array(entries) = entries else { return Err(shape("entry list", &entries)) };
+        for entry in entries {
+            let Value::Array(mut parts) = entry else { return Err(shape("entry", &entry)) };
+            if parts.len() != 2 {
+                return Err(shape("entry", &Value::Array(parts)));
+            }
+            let fields = parts.pop().unwrap_or(Value::Null);
+            let id = parts
+                .pop()
+                .and_then(|id| id.as_string())
+                .ok_or_else(|| QueueError::Protocol("a stream entry without an id".to_owned()))?;
+            let fields = match fields {
+                Value::Null => None,
+                Value::Array(flat) if flat.is_empty() => None,
+                Value::Array(flat) => {
+                    let mut pairs = Vec::with_capacity(flat.len() / 2);
+                    let mut flat = flat.into_iter();
+                    while let (Some(name), Some(value)) = (flat.next(), flat.next()) {
+                        let name = name.as_string().ok_or_else(|| shape("field", &name))?;
+                        let value = match value {
+                            Value::Bytes(bytes) => bytes,
+                            Value::String(text) => text.into_inner(),
+                            other => return Err(shape("field value", &other)),
+                        };
+                        pairs.push((name, value));
+                    }
+                    Some(pairs)
+                }
+                Value::Map(map) => Some(
+                    map.inner()
+                        .into_iter()
+                        .map(|(name, value)| {
+                            let bytes = value.as_bytes().map(Bytes::copy_from_slice);
+                            Ok((
+                                name.as_str_lossy().into_owned(),
+                                bytes.ok_or_else(|| shape("field value", &value))?,
+                            ))
+                        })
+                        .collect::<Result<_, QueueError>>()?,
+                ),
+                other => return Err(shape("fields", &other)),
+            };
+            out.push((id, fields));
+        }
+    }
+    Ok(out)
+}
+
+/// The entries of a read, and the ids of pending entries already trimmed away.
+fn entries(raw: Vec<RawEntry>) -> Result<(Vec<InboxEntry>, Vec<EntryId>), QueueError> {
     let mut live = Vec::with_capacity(raw.len());
     let mut trimmed = Vec::new();
     for (id, fields) in raw {
         let id: EntryId = id.parse()?;
-        match fields.get("c") {
-            Some(bytes) => live.push(InboxEntry { id, command: crate::decode(bytes)? }),
-            None if fields.is_empty() => trimmed.push(id),
-            None => return Err(QueueError::Protocol(format!("inbox entry {id} has no command"))),
+        match fields {
+            None => trimmed.push(id),
+            Some(fields) => match fields.iter().find(|(name, _)| name == "c") {
+                Some((_, bytes)) => live.push(InboxEntry { id, command: crate::decode(bytes)? }),
+                None => {
+                    return Err(QueueError::Protocol(format!("inbox entry {id} has no command")));
+                }
+            },
         }
     }
     Ok((live, trimmed))
@@ -232,9 +306,9 @@ impl RedisConsumer {
         max: usize,
         block: Option<u64>,
     ) -> Result<(Vec<InboxEntry>, Option<EntryId>), QueueError> {
-        let response: fred::types::streams::XReadResponse<String, String, String, Bytes> = self
+        let reply: Value = self
             .client
-            .xreadgroup_map(
+            .xreadgroup(
                 GROUP,
                 self.name.as_str(),
                 Some(max as u64),
@@ -245,13 +319,7 @@ impl RedisConsumer {
             )
             .await
             .map_err(unavailable)?;
-        let mut out = Vec::new();
-        let mut trimmed = Vec::new();
-        for (_, raw) in response {
-            let (live, gone) = entries(raw)?;
-            out.extend(live);
-            trimmed.extend(gone);
-        }
+        let (mut out, trimmed) = entries(parse_read(reply)?)?;
         out.sort_by_key(|e| e.id);
         let last = out.last().map(|e| e.id).max(trimmed.iter().max().copied());
         self.ack(&trimmed).await?;

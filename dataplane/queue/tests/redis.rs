@@ -151,6 +151,29 @@ async fn concurrent_pushes_are_consumed_in_the_order_redis_took_them() {
 }
 
 #[tokio::test]
+async fn reads_of_one_entry_and_reads_that_time_out_are_understood() {
+    // A leader under light load reads one entry at a time, and often nothing: both shapes of
+    // reply, and a pending list of one, must come back as entries, never as an error.
+    let redis = Redis::start();
+    let queue = redis.queue().await;
+    let mut consumer = queue.consumer(2, "replica-1").await.unwrap();
+    assert!(consumer.next_batch(10).await.unwrap().is_empty(), "an empty read is no entries");
+    for n in 0..4 {
+        let id = queue.push(2, &send("a", &format!("one-{n}"))).await.unwrap();
+        let got = drain(&mut consumer, 1).await;
+        assert_eq!(got.iter().map(cid_of).collect::<Vec<_>>(), [format!("one-{n}")]);
+        assert_eq!(got[0].id, id);
+        if n < 3 {
+            consumer.ack(&[id]).await.unwrap();
+        }
+    }
+    drop(consumer);
+    let mut next = queue.consumer(2, "replica-2").await.unwrap();
+    let claimed = next.claim_pending(10).await.unwrap();
+    assert_eq!(claimed.iter().map(cid_of).collect::<Vec<_>>(), ["one-3"]);
+}
+
+#[tokio::test]
 async fn a_new_consumer_takes_over_what_a_dead_one_left_pending_once_each() {
     let redis = Redis::start();
     let queue = redis.queue().await;

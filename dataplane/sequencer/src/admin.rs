@@ -31,6 +31,10 @@ pub struct Status {
     /// How far this replica has applied the shard's inbox (a queue entry id).
     #[serde(default)]
     pub inbox_applied: Option<String>,
+    /// On a leader: milliseconds since a quorum last acknowledged it. A leader cut off from
+    /// its quorum keeps its role for a while; this tells it apart.
+    #[serde(default)]
+    pub quorum_ack_ms: Option<u64>,
 }
 
 /// A fingerprint of a replica's whole state at one log index: replicas that applied the same
@@ -89,6 +93,7 @@ impl Shard {
             learners,
             nodes,
             inbox_applied: self.inbox_applied().map(|id| id.to_string()),
+            quorum_ack_ms: metrics.millis_since_quorum_ack,
         }
     }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dolphin_queue::{Consumer, EntryId, InboxEntry, Queue};
-use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
+use futures_util::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -101,19 +101,31 @@ async fn lead(
             in_flight.push_back(Box::pin(async move { (ids, pending.await.map(|_| ())) }));
         }
 
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            Some((ids, result)) = in_flight.next(), if !in_flight.is_empty() => {
-                match result {
-                    Ok(()) => consumer.ack(&ids).await.map_err(|e| e.to_string())?,
-                    Err(error) => {
-                        debug!(shard = shard.id, %error, "an inbox batch was not applied here");
+        // Acknowledge the batches already applied, without waiting for the others.
+        while let Some(Some((ids, result))) = in_flight.next().now_or_never() {
+            if !settle(&mut consumer, shard.id, ids, result).await? {
+                return Ok(());
+            }
+        }
+
+        if in_flight.len() >= INBOX_IN_FLIGHT {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                Some((ids, result)) = in_flight.next() => {
+                    if !settle(&mut consumer, shard.id, ids, result).await? {
                         return Ok(());
                     }
                 }
             }
-            next = consumer.next_batch(INBOX_BATCH), if waiting.is_empty() && in_flight.len() < INBOX_IN_FLIGHT => {
-                waiting.extend(next.map_err(|e| e.to_string())?);
+        } else {
+            // A read is raced against nothing but shutdown: a read dropped after Redis
+            // answered would leave its entries delivered to this consumer yet never seen by
+            // it, waiting in the pending list for the next leader.
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                next = consumer.next_batch(INBOX_BATCH) => {
+                    waiting.extend(next.map_err(|e| e.to_string())?);
+                }
             }
         }
 
@@ -124,6 +136,26 @@ async fn lead(
             {
                 warn!(shard = shard.id, %error, "failed to trim the inbox");
             }
+        }
+    }
+}
+
+/// Acknowledges a batch that was applied; `false` when it was not (this replica no longer
+/// leads: the batch stays pending for the next leader, which skips what turns out applied).
+async fn settle(
+    consumer: &mut Consumer,
+    shard: u32,
+    ids: Vec<EntryId>,
+    result: Result<(), ShardError>,
+) -> Result<bool, String> {
+    match result {
+        Ok(()) => {
+            consumer.ack(&ids).await.map_err(|e| e.to_string())?;
+            Ok(true)
+        }
+        Err(error) => {
+            debug!(shard, %error, "an inbox batch was not applied here");
+            Ok(false)
         }
     }
 }

@@ -231,6 +231,27 @@ impl RemoteShard {
         response.json().await.map_err(|e| ShardError::Unavailable(e.to_string()))
     }
 
+    /// Whether the shard has a leader that a quorum acknowledged within `within`, asking the
+    /// known leader first and the replicas in turn after.
+    pub async fn writable(&self, within: Duration) -> bool {
+        let fresh = |status: &Status| {
+            status.role == "leader"
+                && (status.voters.len() == 1
+                    || status.quorum_ack_ms.is_some_and(|ms| ms <= within.as_millis() as u64))
+        };
+        let known = read(&self.inner.leader).clone();
+        if let Some(addr) = known
+            && let Ok(status) = self.status(&addr).await
+            && status.role == "leader"
+        {
+            return fresh(&status);
+        }
+        match self.find_leader().await {
+            Some(addr) => self.status(&addr).await.is_ok_and(|status| fresh(&status)),
+            None => false,
+        }
+    }
+
     /// Asks the replicas who leads, and remembers the answer.
     pub async fn find_leader(&self) -> Option<String> {
         for addr in self.replicas() {

@@ -252,6 +252,17 @@ impl Shard {
         self.events.applied()
     }
 
+    /// Whether this replica leads and a quorum acknowledged it within `within`: whether
+    /// writes proposed here can commit now.
+    pub fn writable(&self, within: Duration) -> bool {
+        let metrics = self.raft.metrics().borrow().clone();
+        metrics.current_leader == Some(self.replica)
+            && (metrics.membership_config.membership().voter_ids().count() == 1
+                || metrics
+                    .millis_since_quorum_ack
+                    .is_some_and(|ms| ms <= within.as_millis() as u64))
+    }
+
     /// Whether this replica believes it leads its shard.
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().current_leader == Some(self.replica)

@@ -41,6 +41,8 @@ pub struct Load {
 pub struct SenderSpec {
     pub user: String,
     pub url: String,
+    /// Other edges to reconnect to when `url` is gone.
+    pub fallback_urls: Vec<String>,
     pub token: String,
     pub convs: Vec<String>,
 }
@@ -55,6 +57,7 @@ impl Load {
         for spec in specs {
             let mut config = ClientConfig::new(spec.url.clone(), spec.token.clone(), "load");
             config.max_backoff = Duration::from_millis(300);
+            config.fallback_urls = spec.fallback_urls.clone();
             let (client, mut events) = Client::connect(config).await.expect("load client connects");
             let user = spec.user.clone();
             let listener = tokio::spawn(async move {
@@ -134,6 +137,22 @@ impl Load {
             all.push(received);
         }
         all
+    }
+}
+
+/// Checks that every receiver got every message of each conversation it heard from, from the
+/// first it got to the last stored: nothing missed across reconnects.
+pub fn check_complete(stored: &BTreeMap<String, Vec<Message>>, receivers: &[Received]) {
+    for received in receivers {
+        let mut seqs: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+        for message in received.messages.iter().filter(|m| stored.contains_key(&m.conv)) {
+            seqs.entry(&message.conv).or_default().push(message.seq);
+        }
+        for (conv, seqs) in seqs {
+            let first = seqs[0];
+            let expected: Vec<u64> = (first..=stored[conv].len() as u64).collect();
+            assert_eq!(seqs, expected, "{} missed messages of {conv}", received.user);
+        }
     }
 }
 

@@ -170,6 +170,25 @@ impl Raw {
         cid
     }
 
+    /// Sends a text message and waits until it is ordered (its own push to this device, which
+    /// stays queued for later receives with every frame before it); returns its seq.
+    /// `accepted` only means queued: a test that reads what it sent waits for this.
+    pub async fn say_ordered(&mut self, conv: &str, text: &str) -> u64 {
+        let cid = self.say(conv, text).await;
+        let mut seen = std::collections::VecDeque::new();
+        loop {
+            let frame = self.recv().await;
+            let ordered = frame["type"] == "msg" && frame["cid"] == json!(cid);
+            let seq = frame["seq"].as_u64();
+            seen.push_back(frame);
+            if ordered {
+                seen.extend(self.stash.drain(..));
+                self.stash = seen;
+                return seq.expect("a msg push has a seq");
+            }
+        }
+    }
+
     /// The next `msg` push, skipping other frames.
     pub async fn next_msg(&mut self) -> Value {
         self.recv_until(|f| f["type"] == "msg").await.0

@@ -67,7 +67,7 @@ fn inbox_key(prefix: &str, shard: u32) -> String {
 }
 
 impl RedisQueue {
-    /// Connects (in the background: the queue reports itself unavailable until connected).
+    /// Connects, and fails if the first connection does (unreachable, wrong password).
     pub async fn connect(settings: RedisSettings) -> Result<Self, QueueError> {
         let client = client(&settings.url)?;
         client.init().await.map_err(unavailable)?;

@@ -17,12 +17,20 @@ struct Redis {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Further `redis-server` arguments.
+    extra: Vec<String>,
 }
 
 impl Redis {
     fn start() -> Redis {
+        Redis::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Redis {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut redis = Redis { port, dir: tempfile::tempdir().unwrap(), child: None };
+        let dir = tempfile::tempdir().unwrap();
+        let extra = extra.iter().map(|a| a.to_string()).collect();
+        let mut redis = Redis { port, dir, child: None, extra };
         redis.restart();
         redis
     }
@@ -34,6 +42,7 @@ impl Redis {
             .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is installed (the test command installs it)");
@@ -256,6 +265,26 @@ async fn pushes_fail_with_unavailable_while_redis_is_down_and_work_again_after()
     let mut consumer = queue.consumer(0, "replica-1").await.unwrap();
     let cids: Vec<String> = drain(&mut consumer, 2).await.iter().map(cid_of).collect();
     assert_eq!(cids, ["before", "after"], "what was refused is not in the queue");
+}
+
+#[tokio::test]
+async fn a_password_in_the_url_is_used_and_a_wrong_one_is_refused() {
+    let redis = Redis::start_with(&["--requirepass", "s3cret"]);
+    let with = |password: &str| RedisSettings {
+        url: format!("redis://:{password}@127.0.0.1:{}", redis.port),
+        ..redis.settings()
+    };
+    let queue = Queue::Redis(RedisQueue::connect(with("s3cret")).await.unwrap());
+    let id = queue.push(0, &send("a", "let-in")).await.unwrap();
+    let mut consumer = queue.consumer(0, "replica-1").await.unwrap();
+    let got = drain(&mut consumer, 1).await;
+    assert_eq!((got[0].id, cid_of(&got[0])), (id, "let-in".to_owned()));
+
+    let refused = RedisQueue::connect(with("wrong")).await;
+    assert!(
+        matches!(refused, Err(QueueError::Unavailable(ref m)) if m.contains("WRONGPASS")),
+        "got {refused:?}"
+    );
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use dolphin_queue::embedded::EmbeddedQueue;
 use dolphin_queue::redis::{RedisQueue, RedisSettings};
 
 /// Where sends wait for their shard.
-#[derive(Clone, Debug, clap::Args)]
+#[derive(Clone, Debug, Default, clap::Args)]
 pub struct QueueArgs {
     /// `redis://[:password@]host:port` (or `rediss://` for TLS); `embedded` keeps the queue in
     /// the data folder, for `dolphin dev` only.
@@ -20,6 +20,9 @@ pub struct QueueArgs {
     /// Wait until this many Redis replicas have each queued message before `accepted` (WAIT).
     #[arg(long = "queue-wait-replicas", env = "DOLPHIN_QUEUE_WAIT_REPLICAS")]
     pub wait_replicas: Option<u32>,
+    /// For `rediss://`: PEM certificate authorities to trust instead of the system's.
+    #[arg(long = "queue-ca-file", env = "DOLPHIN_QUEUE_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl QueueArgs {
@@ -54,6 +57,7 @@ impl QueueArgs {
                     url,
                     prefix: format!("dolphin:{epoch}"),
                     wait_replicas: self.wait_replicas,
+                    ca_file: self.ca_file.clone(),
                 };
                 Ok(Queue::Redis(RedisQueue::start(settings)?))
             }

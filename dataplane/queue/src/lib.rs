@@ -69,6 +69,9 @@ pub enum QueueError {
     /// The embedded queue's file failed.
     #[error("failed to access the embedded queue: {0}")]
     Storage(String),
+    /// The TLS settings are unusable (an unreadable or empty CA file).
+    #[error("invalid TLS settings for the queue: {0}")]
+    Tls(String),
     /// A command could not be encoded.
     #[error("failed to encode a command: {0}")]
     Encode(String),

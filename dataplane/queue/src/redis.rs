@@ -32,6 +32,9 @@ pub struct RedisSettings {
     pub prefix: String,
     /// When set, each push waits until this many replicas of the Redis primary have it.
     pub wait_replicas: Option<u32>,
+    /// For `rediss://`: a PEM file of the certificate authorities to trust instead of the
+    /// system's (a private cloud's own CA).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// The Redis transport. Cheap to clone.
@@ -45,8 +48,34 @@ fn unavailable(error: Error) -> QueueError {
     QueueError::Unavailable(error.to_string())
 }
 
-fn client(url: &str) -> Result<Client, QueueError> {
-    let config = Config::from_url(url).map_err(|e| QueueError::Unavailable(e.to_string()))?;
+/// The connection settings of `settings`: the URL, and for TLS the trusted authorities.
+fn config(settings: &RedisSettings) -> Result<Config, QueueError> {
+    let mut config =
+        Config::from_url(&settings.url).map_err(|e| QueueError::Unavailable(e.to_string()))?;
+    if let Some(path) = &settings.ca_file {
+        use fred::rustls::pki_types::CertificateDer;
+        use fred::rustls::pki_types::pem::PemObject;
+        let tls = |message: String| QueueError::Tls(format!("{}: {message}", path.display()));
+        let mut roots = fred::rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(path).map_err(|e| tls(e.to_string()))? {
+            roots.add(cert.map_err(|e| tls(e.to_string()))?).map_err(|e| tls(e.to_string()))?;
+        }
+        if roots.is_empty() {
+            return Err(tls("holds no certificate".into()));
+        }
+        if config.tls.is_none() {
+            return Err(tls("a CA file needs a rediss:// URL".into()));
+        }
+        let client_config = fred::rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.tls = Some(TlsConnector::from(client_config).into());
+    }
+    Ok(config)
+}
+
+fn client(settings: &RedisSettings) -> Result<Client, QueueError> {
+    let config = config(settings)?;
     let mut builder = Builder::from_config(config);
     builder
         .with_performance_config(|performance| {
@@ -69,14 +98,14 @@ fn inbox_key(prefix: &str, shard: u32) -> String {
 impl RedisQueue {
     /// Connects, and fails if the first connection does (unreachable, wrong password).
     pub async fn connect(settings: RedisSettings) -> Result<Self, QueueError> {
-        let client = client(&settings.url)?;
+        let client = client(&settings)?;
         client.init().await.map_err(unavailable)?;
         Ok(RedisQueue { settings, client })
     }
 
     /// Connects without waiting for Redis to be reachable.
     pub fn start(settings: RedisSettings) -> Result<Self, QueueError> {
-        let client = client(&settings.url)?;
+        let client = client(&settings)?;
         let starting = client.clone();
         tokio::spawn(async move {
             if let Err(error) = starting.init().await {
@@ -121,7 +150,7 @@ impl RedisQueue {
         shard: u32,
         name: &str,
     ) -> Result<RedisConsumer, QueueError> {
-        let client = client(&self.settings.url)?;
+        let client = client(&self.settings)?;
         client.init().await.map_err(unavailable)?;
         let key = inbox_key(&self.settings.prefix, shard);
         // The group starts at the beginning of the stream, so nothing pushed before the first
@@ -142,7 +171,7 @@ impl RedisQueue {
     }
 
     pub(crate) async fn subscribe(&self) -> Result<mpsc::Receiver<Bytes>, QueueError> {
-        let config = Config::from_url(&self.settings.url).map_err(unavailable)?;
+        let config = config(&self.settings)?;
         let subscriber = Builder::from_config(config)
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
             .build_subscriber_client()

@@ -19,6 +19,8 @@ struct Redis {
     child: Option<Child>,
     /// Further `redis-server` arguments.
     extra: Vec<String>,
+    /// Whether the port speaks TLS (and no plain port is open).
+    tls: bool,
 }
 
 impl Redis {
@@ -26,19 +28,33 @@ impl Redis {
         Redis::start_with(&[])
     }
 
+    /// A server that speaks only TLS, on its port.
+    fn start_tls(tls: &[&str]) -> Redis {
+        let mut redis = Redis::start_with(&[]);
+        redis.kill();
+        redis.extra = tls.iter().map(|a| a.to_string()).collect();
+        redis.tls = true;
+        redis.restart();
+        redis
+    }
+
     fn start_with(extra: &[&str]) -> Redis {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = tempfile::tempdir().unwrap();
         let extra = extra.iter().map(|a| a.to_string()).collect();
-        let mut redis = Redis { port, dir, child: None, extra };
+        let mut redis = Redis { port, dir, child: None, extra, tls: false };
         redis.restart();
         redis
     }
 
     /// Starts the server on its folder and port, waiting until it answers.
     fn restart(&mut self) {
+        let port = self.port.to_string();
+        let ports: &[&str] =
+            if self.tls { &["--port", "0", "--tls-port", &port] } else { &["--port", &port] };
         let child = Process::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(ports)
             .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
             .arg("--dir")
             .arg(self.dir.path())
@@ -67,6 +83,7 @@ impl Redis {
             url: format!("redis://127.0.0.1:{}", self.port),
             prefix: "test".into(),
             wait_replicas: None,
+            ca_file: None,
         }
     }
 
@@ -285,6 +302,127 @@ async fn a_password_in_the_url_is_used_and_a_wrong_one_is_refused() {
         matches!(refused, Err(QueueError::Unavailable(ref m)) if m.contains("WRONGPASS")),
         "got {refused:?}"
     );
+}
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let status = Process::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is installed (the test command installs it)");
+    assert!(status.success(), "openssl {args:?} failed");
+}
+
+#[tokio::test]
+async fn tls_with_a_private_ca_works_and_an_untrusted_server_is_refused() {
+    // A private CA and a server certificate for 127.0.0.1, as a private cloud would issue.
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path();
+    let subject = |cn: &str| format!("/CN={cn}");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            &subject("dolphin-test-ca"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            &subject("127.0.0.1"),
+        ],
+    );
+    std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "1",
+            "-extfile",
+            "ext",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other.crt",
+            "-subj",
+            &subject("another-ca"),
+        ],
+    );
+
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let redis = Redis::start_tls(&[
+        "--tls-cert-file",
+        &path("server.crt"),
+        "--tls-key-file",
+        &path("server.key"),
+        "--tls-ca-cert-file",
+        &path("ca.crt"),
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let settings = |ca: &str| RedisSettings {
+        url: format!("rediss://127.0.0.1:{}", redis.port),
+        ca_file: Some(dir.join(ca)),
+        ..redis.settings()
+    };
+    let queue = Queue::Redis(RedisQueue::connect(settings("ca.crt")).await.unwrap());
+    let id = queue.push(1, &send("a", "over-tls")).await.unwrap();
+    let mut consumer = queue.consumer(1, "replica-1").await.unwrap();
+    let got = drain(&mut consumer, 1).await;
+    assert_eq!((got[0].id, cid_of(&got[0])), (id, "over-tls".to_owned()));
+
+    let untrusted = RedisQueue::connect(settings("other.crt")).await;
+    assert!(matches!(untrusted, Err(QueueError::Unavailable(_))), "got {untrusted:?}");
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let unusable = RedisQueue::connect(settings("empty.pem")).await;
+    assert!(matches!(unusable, Err(QueueError::Tls(_))), "got {unusable:?}");
 }
 
 #[tokio::test]

@@ -41,7 +41,7 @@ impl Server {
             policy: Policy::default(),
             send_rate_per_sec: 1000,
             send_burst: 1000,
-            queue: dolphin::queue::QueueArgs { url: None, password: None, wait_replicas: None },
+            queue: dolphin::queue::QueueArgs::default(),
         };
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

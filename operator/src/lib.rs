@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod controller;
 pub mod crd;
+pub mod election;
 pub mod leader;
 pub mod metrics;
 pub mod render;

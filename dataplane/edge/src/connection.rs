@@ -293,19 +293,26 @@ impl Conn {
                     // from there and the outcome comes as a `msg` or `rejected` push.
                     let shard = ctx.backend.shard_of(command.conv().unwrap_or_default());
                     if ctx.backend.refuses_writes(shard) {
+                        ctx.metrics.queue_push_failures.with_label_values(&["no_quorum"]).inc();
                         let message = format!("shard {shard} has no leader with a quorum");
                         let error =
                             ServerFrame::error(Some(rid.clone()), ErrorCode::Unavailable, message);
                         let _ = replies.send(Reply::SendFailed { rid, cid, error }).await;
                         return;
                     }
-                    let reply = match ctx.queue.push(shard, &command).await {
+                    let pushing = Instant::now();
+                    let pushed = ctx.queue.push(shard, &command).await;
+                    ctx.metrics.queue_push_seconds.observe(pushing.elapsed().as_secs_f64());
+                    let reply = match pushed {
                         Ok(_) => Reply::Accepted { rid, cid },
                         Err(error) => {
-                            let code = match error {
-                                dolphin_queue::QueueError::Unavailable(_) => ErrorCode::Unavailable,
-                                _ => ErrorCode::Internal,
+                            let (code, reason) = match error {
+                                dolphin_queue::QueueError::Unavailable(_) => {
+                                    (ErrorCode::Unavailable, "unavailable")
+                                }
+                                _ => (ErrorCode::Internal, "error"),
                             };
+                            ctx.metrics.queue_push_failures.with_label_values(&[reason]).inc();
                             let frame =
                                 ServerFrame::error(Some(rid.clone()), code, error.to_string());
                             Reply::SendFailed { rid, cid, error: frame }

@@ -27,6 +27,10 @@ pub struct EdgeMetrics {
     pub send_accepted_seconds: Histogram,
     /// Time from receiving a `send` to queuing its `msg` for the sending device.
     pub send_push_seconds: Histogram,
+    /// Time for the queue to take one send (the XADD, or the embedded append).
+    pub queue_push_seconds: Histogram,
+    /// Sends the queue did not take, by reason (`unavailable`, `error`, `no_quorum`).
+    pub queue_push_failures: IntCounterVec,
 }
 
 impl EdgeMetrics {
@@ -84,7 +88,32 @@ impl EdgeMetrics {
                 )
                 .buckets(latency()?),
             )?,
+            queue_push_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "dolphin_queue_push_seconds",
+                    "Time for the queue to take one send.",
+                )
+                .buckets(latency()?),
+            )?,
+            queue_push_failures: IntCounterVec::new(
+                Opts::new(
+                    "dolphin_queue_push_failures_total",
+                    "Sends not queued, by reason: the queue unavailable or failing, or the \
+                     shard without a quorum.",
+                ),
+                &["reason"],
+            )?,
         };
+        // Known label values start at zero, so that a rate over them exists before the
+        // first event (and alerts and dashboards see 0 rather than nothing).
+        for reason in ["unavailable", "error", "no_quorum"] {
+            metrics.queue_push_failures.with_label_values(&[reason]);
+        }
+        for reason in ["unauthorized", "bad_request"] {
+            metrics.refused.with_label_values(&[reason]);
+        }
+        registry.register(Box::new(metrics.queue_push_seconds.clone()))?;
+        registry.register(Box::new(metrics.queue_push_failures.clone()))?;
         registry.register(Box::new(metrics.connections.clone()))?;
         registry.register(Box::new(metrics.connections_opened.clone()))?;
         registry.register(Box::new(metrics.refused.clone()))?;

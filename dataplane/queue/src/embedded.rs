@@ -282,6 +282,14 @@ impl EmbeddedConsumer {
     pub(crate) fn pending(&self) -> u64 {
         self.shared.lock().get(&self.shard).map_or(0, |i| i.pending.len() as u64)
     }
+
+    pub(crate) fn lag(&self) -> u64 {
+        // Ids are consecutive from 1: the newest is `next - 1`.
+        self.shared
+            .lock()
+            .get(&self.shard)
+            .map_or(0, |i| i.next.saturating_sub(1).saturating_sub(i.delivered))
+    }
 }
 
 #[cfg(test)]

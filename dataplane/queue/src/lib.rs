@@ -185,6 +185,15 @@ impl Consumer {
         }
     }
 
+    /// Entries in the inbox never delivered to a consumer yet (`None`: the transport cannot
+    /// tell).
+    pub async fn lag(&mut self) -> Result<Option<u64>, QueueError> {
+        match self {
+            Consumer::Embedded(consumer) => Ok(Some(consumer.lag())),
+            Consumer::Redis(consumer) => consumer.lag().await,
+        }
+    }
+
     /// Entries delivered and not yet acknowledged.
     pub async fn pending(&mut self) -> Result<u64, QueueError> {
         match self {

@@ -439,6 +439,37 @@ impl RedisConsumer {
         Ok(())
     }
 
+    /// Entries never delivered to the group, as Redis counts them (`lag` of XINFO GROUPS,
+    /// Redis 7 and newer; `None` when Redis cannot tell).
+    pub(crate) async fn lag(&mut self) -> Result<Option<u64>, QueueError> {
+        let groups: Value =
+            self.client.xinfo_groups(self.key.as_str()).await.map_err(unavailable)?;
+        let Value::Array(groups) = groups else { return Err(shape("XINFO GROUPS reply", &groups)) };
+        for group in groups {
+            let fields: Vec<(String, Value)> = match group {
+                Value::Array(flat) => {
+                    let mut flat = flat.into_iter();
+                    let mut fields = Vec::new();
+                    while let (Some(name), Some(value)) = (flat.next(), flat.next()) {
+                        fields.push((name.as_string().unwrap_or_default(), value));
+                    }
+                    fields
+                }
+                Value::Map(map) => map
+                    .inner()
+                    .into_iter()
+                    .map(|(k, v)| (k.as_str_lossy().into_owned(), v))
+                    .collect(),
+                other => return Err(shape("group", &other)),
+            };
+            let named = |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+            if named("name").and_then(Value::as_string).as_deref() == Some(GROUP) {
+                return Ok(named("lag").and_then(Value::as_u64));
+            }
+        }
+        Ok(None)
+    }
+
     pub(crate) async fn pending(&mut self) -> Result<u64, QueueError> {
         let summary: Value =
             self.client.xpending(self.key.as_str(), GROUP, ()).await.map_err(unavailable)?;

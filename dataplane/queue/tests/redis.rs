@@ -199,6 +199,35 @@ async fn reads_of_one_entry_and_reads_that_time_out_are_understood() {
     assert_eq!(claimed.iter().map(cid_of).collect::<Vec<_>>(), ["one-3"]);
 }
 
+/// Lag and pending counts as entries are pushed, read and acknowledged.
+async fn lag_and_pending_follow_reads_and_acks(queue: Queue) {
+    let mut consumer = queue.consumer(4, "replica-1").await.unwrap();
+    assert_eq!(consumer.lag().await.unwrap(), Some(0));
+    for n in 0..5 {
+        queue.push(4, &send("a", &format!("lag-{n}"))).await.unwrap();
+    }
+    assert_eq!(consumer.lag().await.unwrap(), Some(5), "nothing read yet");
+    let got = consumer.next_batch(2).await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(consumer.lag().await.unwrap(), Some(3));
+    assert_eq!(consumer.pending().await.unwrap(), 2);
+    consumer.ack(&[got[0].id]).await.unwrap();
+    assert_eq!(consumer.pending().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn lag_and_pending_are_counted_on_redis() {
+    let redis = Redis::start();
+    lag_and_pending_follow_reads_and_acks(redis.queue().await).await;
+}
+
+#[tokio::test]
+async fn lag_and_pending_are_counted_on_the_embedded_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dolphin_queue::embedded::EmbeddedQueue::open(&dir.path().join("q.redb"), 5);
+    lag_and_pending_follow_reads_and_acks(Queue::Embedded(queue.unwrap())).await;
+}
+
 #[tokio::test]
 async fn a_new_consumer_takes_over_what_a_dead_one_left_pending_once_each() {
     let redis = Redis::start();

@@ -73,6 +73,9 @@ async fn lead(
     let applied = shard.inbox_applied();
     let claimed = consumer.claim_pending(INBOX_BATCH).await.map_err(|e| e.to_string())?;
     info!(shard = shard.id, claimed = claimed.len(), ?applied, "consuming the inbox as leader");
+    let shard_label = shard.id.to_string();
+    let metrics = shard.metrics();
+    metrics.queue_redeliveries.with_label_values(&[&shard_label]).inc_by(claimed.len() as u64);
     let mut in_flight: FuturesOrdered<Proposal> = FuturesOrdered::new();
     let mut waiting: VecDeque<InboxEntry> = claimed.into();
     let mut last_trim = Instant::now();
@@ -131,6 +134,18 @@ async fn lead(
 
         if last_trim.elapsed() >= TRIM_EVERY {
             last_trim = Instant::now();
+            // Sampled with the trim: cheap enough, and often enough for a dashboard.
+            match (consumer.pending().await, consumer.lag().await) {
+                (Ok(pending), Ok(lag)) => {
+                    metrics.queue_pending.with_label_values(&[&shard_label]).set(pending as i64);
+                    if let Some(lag) = lag {
+                        metrics.queue_lag.with_label_values(&[&shard_label]).set(lag as i64);
+                    }
+                }
+                (Err(error), _) | (_, Err(error)) => {
+                    warn!(shard = shard.id, %error, "failed to read the inbox's counts");
+                }
+            }
             if let Some(floor) = applied_by_all(shard, http).await
                 && let Err(error) = consumer.trim_below(floor).await
             {

@@ -1,6 +1,11 @@
 //! The metrics of sequencer replicas.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+/// The roles a replica can have, as the `role` label of `dolphin_sequencer_role`.
+pub const ROLES: [&str; 5] = ["leader", "follower", "candidate", "learner", "shutdown"];
 
 /// Counters and histograms of the sequencer, shared by the shards of a process.
 #[derive(Clone, Debug)]
@@ -17,6 +22,24 @@ pub struct SequencerMetrics {
     pub messages_ordered: IntCounter,
     /// Commands refused by the state machine, by code.
     pub rejects: IntCounterVec,
+    /// 1 for the replica's current role, 0 for the others (by shard, replica, role).
+    pub role: IntGaugeVec,
+    /// The replica's Raft term (by shard, replica).
+    pub term: IntGaugeVec,
+    /// Times the replica saw the shard's leader change (by shard, replica).
+    pub leader_changes: IntCounterVec,
+    /// The last log index the replica applied (by shard, replica).
+    pub applied_index: IntGaugeVec,
+    /// The last index in the replica's log (by shard, replica).
+    pub last_log_index: IntGaugeVec,
+    /// Size of each snapshot built or installed.
+    pub snapshot_bytes: Histogram,
+    /// Inbox entries delivered and not acknowledged, as the shard's leader last saw them.
+    pub queue_pending: IntGaugeVec,
+    /// Inbox entries never delivered to the leader yet, as the leader last saw them.
+    pub queue_lag: IntGaugeVec,
+    /// Inbox entries taken over from an earlier leader (claimed pending entries).
+    pub queue_redeliveries: IntCounterVec,
 }
 
 impl SequencerMetrics {
@@ -59,7 +82,67 @@ impl SequencerMetrics {
                 ),
                 &["code"],
             )?,
+            role: IntGaugeVec::new(
+                Opts::new("dolphin_sequencer_role", "1 for the replica's current Raft role."),
+                &["shard", "replica", "role"],
+            )?,
+            term: IntGaugeVec::new(
+                Opts::new("dolphin_sequencer_term", "The replica's current Raft term."),
+                &["shard", "replica"],
+            )?,
+            leader_changes: IntCounterVec::new(
+                Opts::new(
+                    "dolphin_sequencer_leader_changes_total",
+                    "Changes of the shard's leader seen by the replica.",
+                ),
+                &["shard", "replica"],
+            )?,
+            applied_index: IntGaugeVec::new(
+                Opts::new("dolphin_sequencer_applied_index", "The last log index applied."),
+                &["shard", "replica"],
+            )?,
+            last_log_index: IntGaugeVec::new(
+                Opts::new("dolphin_sequencer_last_log_index", "The last index in the log."),
+                &["shard", "replica"],
+            )?,
+            snapshot_bytes: Histogram::with_opts(
+                HistogramOpts::new(
+                    "dolphin_sequencer_snapshot_bytes",
+                    "Size of the snapshots built or installed.",
+                )
+                .buckets(prometheus::exponential_buckets(4096.0, 4.0, 12)?),
+            )?,
+            queue_pending: IntGaugeVec::new(
+                Opts::new(
+                    "dolphin_queue_pending_entries",
+                    "Inbox entries delivered to the shard's leader and not yet acknowledged.",
+                ),
+                &["shard"],
+            )?,
+            queue_lag: IntGaugeVec::new(
+                Opts::new(
+                    "dolphin_queue_consumer_lag_entries",
+                    "Inbox entries not yet delivered to the shard's leader.",
+                ),
+                &["shard"],
+            )?,
+            queue_redeliveries: IntCounterVec::new(
+                Opts::new(
+                    "dolphin_queue_redeliveries_total",
+                    "Inbox entries a new leader took over from an earlier one.",
+                ),
+                &["shard"],
+            )?,
         };
+        registry.register(Box::new(metrics.role.clone()))?;
+        registry.register(Box::new(metrics.term.clone()))?;
+        registry.register(Box::new(metrics.leader_changes.clone()))?;
+        registry.register(Box::new(metrics.applied_index.clone()))?;
+        registry.register(Box::new(metrics.last_log_index.clone()))?;
+        registry.register(Box::new(metrics.snapshot_bytes.clone()))?;
+        registry.register(Box::new(metrics.queue_pending.clone()))?;
+        registry.register(Box::new(metrics.queue_lag.clone()))?;
+        registry.register(Box::new(metrics.queue_redeliveries.clone()))?;
         registry.register(Box::new(metrics.proposals.clone()))?;
         registry.register(Box::new(metrics.batch_size.clone()))?;
         registry.register(Box::new(metrics.commit_seconds.clone()))?;

@@ -78,6 +78,7 @@ pub struct Shard {
     /// Set while leadership moves away; writes are refused meanwhile so that no new entry
     /// keeps the followers from electing another leader.
     stepping_down: std::sync::atomic::AtomicBool,
+    metrics: SequencerMetrics,
 }
 
 impl std::fmt::Debug for Shard {
@@ -120,6 +121,8 @@ impl Shard {
             .await
             .map_err(|e| storage(&e))?;
 
+        tokio::spawn(watch_raft(raft.clone(), config.shard, config.replica, metrics.clone()));
+
         let (proposals, queue) = mpsc::channel(MAX_BATCH * 4);
         let span = info_span!("shard", shard = config.shard, replica = config.replica);
         tokio::spawn(batcher(raft.clone(), queue, metrics.clone()).instrument(span));
@@ -134,6 +137,7 @@ impl Shard {
             events,
             request_timeout: config.request_timeout,
             stepping_down: Default::default(),
+            metrics,
         }))
     }
 
@@ -220,14 +224,23 @@ impl Shard {
         commands: Vec<Command>,
         upto: dolphin_queue::EntryId,
     ) -> Result<impl Future<Output = Result<Vec<Applied>, ShardError>> + use<>, ShardError> {
+        for command in &commands {
+            self.metrics.proposals.with_label_values(&[command.op()]).inc();
+        }
+        self.metrics.batch_size.observe(commands.len() as f64);
+        let started = Instant::now();
         let pending = self
             .raft
             .client_write_ff(Batch { commands, inbox: Some(upto) })
             .await
             .map_err(|e| ShardError::Unavailable(e.to_string()))?;
+        let metrics = self.metrics.clone();
         Ok(async move {
             match pending.await {
-                Ok(Ok(response)) => Ok(response.data.applied),
+                Ok(Ok(response)) => {
+                    metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+                    Ok(response.data.applied)
+                }
                 Ok(Err(ClientWriteError::ForwardToLeader(to))) => Err(ShardError::NotLeader {
                     leader: to.leader_id.zip(to.leader_node.map(|n| n.addr)),
                 }),
@@ -261,6 +274,11 @@ impl Shard {
                 || metrics
                     .millis_since_quorum_ack
                     .is_some_and(|ms| ms <= within.as_millis() as u64))
+    }
+
+    /// The metrics this replica reports to.
+    pub fn metrics(&self) -> &SequencerMetrics {
+        &self.metrics
     }
 
     /// Whether this replica believes it leads its shard.
@@ -339,5 +357,45 @@ async fn batcher(raft: Raft, mut queue: mpsc::Receiver<Proposal>, metrics: Seque
 fn fail_all(replies: Vec<oneshot::Sender<Result<Applied, ShardError>>>, error: ShardError) {
     for reply in replies {
         let _ = reply.send(Err(error.clone()));
+    }
+}
+
+/// Keeps the Raft gauges of one replica current, until Raft shuts down.
+async fn watch_raft(raft: Raft, shard: u32, replica: NodeId, metrics: SequencerMetrics) {
+    let (shard, replica) = (shard.to_string(), replica.to_string());
+    let labels = [shard.as_str(), replica.as_str()];
+    let mut watch = raft.metrics();
+    let mut leader = None;
+    metrics.leader_changes.with_label_values(&labels);
+    loop {
+        let now = watch.borrow_and_update().clone();
+        let role = match now.state {
+            openraft::ServerState::Leader => "leader",
+            openraft::ServerState::Follower => "follower",
+            openraft::ServerState::Candidate => "candidate",
+            openraft::ServerState::Learner => "learner",
+            openraft::ServerState::Shutdown => "shutdown",
+        };
+        for name in crate::metrics::ROLES {
+            metrics.role.with_label_values(&[&shard, &replica, name]).set(i64::from(name == role));
+        }
+        metrics.term.with_label_values(&labels).set(now.current_term as i64);
+        metrics
+            .applied_index
+            .with_label_values(&labels)
+            .set(now.last_applied.map_or(0, |l| l.index) as i64);
+        metrics
+            .last_log_index
+            .with_label_values(&labels)
+            .set(now.last_log_index.unwrap_or(0) as i64);
+        if now.current_leader.is_some() && now.current_leader != leader {
+            if leader.is_some() {
+                metrics.leader_changes.with_label_values(&labels).inc();
+            }
+            leader = now.current_leader;
+        }
+        if now.state == openraft::ServerState::Shutdown || watch.changed().await.is_err() {
+            return;
+        }
     }
 }

@@ -277,7 +277,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder { db: self.db.clone(), snapshots: self.snapshots.clone() }
+        SnapshotBuilder {
+            db: self.db.clone(),
+            snapshots: self.snapshots.clone(),
+            metrics: self.metrics.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
@@ -303,13 +307,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let db = self.db.clone();
         let snapshots = self.snapshots.clone();
         let meta = meta.clone();
+        let metrics = self.metrics.clone();
         let installed = tokio::task::spawn_blocking(move || {
             use std::io::{Seek, SeekFrom};
             file.seek(SeekFrom::Start(0)).map_err(snap_err)?;
             // Keep a copy as this replica's current snapshot, for followers it will feed.
             let copy_path = snapshots.temp_path();
             let mut copy = std::fs::File::create(&copy_path).map_err(snap_err)?;
-            std::io::copy(&mut file, &mut copy).map_err(snap_err)?;
+            let bytes = std::io::copy(&mut file, &mut copy).map_err(snap_err)?;
+            metrics.snapshot_bytes.observe(bytes as f64);
             copy.sync_all().map_err(snap_err)?;
             file.seek(SeekFrom::Start(0)).map_err(snap_err)?;
 
@@ -341,6 +347,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 pub struct SnapshotBuilder {
     db: Arc<Database>,
     snapshots: SnapshotDir,
+    metrics: SequencerMetrics,
 }
 
 impl Debug for SnapshotBuilder {
@@ -373,6 +380,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .await
         .map_err(snap_err)??;
         let file = tokio::fs::File::open(&path).await.map_err(snap_err)?;
+        if let Ok(info) = file.metadata().await {
+            self.metrics.snapshot_bytes.observe(info.len() as f64);
+        }
         Ok(Snapshot { meta, snapshot: Box::new(file) })
     }
 }

@@ -1,0 +1,113 @@
+//! Every metric docs/metrics.md lists for the edge and the sequencer is exported, with the
+//! documented type, by a cluster of processes after some traffic.
+
+#![allow(clippy::unwrap_used, reason = "a test fails loudly on purpose")]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use dolphin::local_cluster::{ClusterSpec, LocalCluster};
+use dolphin_client::{Client, ClientConfig};
+use dolphin_protocol::{Body, ClientFrame, Fetch};
+
+/// (name, type) of every documented metric of `component`, from the tables of docs/metrics.md.
+fn documented(component: &str) -> BTreeSet<(String, String)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/metrics.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out = BTreeSet::new();
+    for line in text.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // "", name, type, labels, component, meaning, ""
+        if cells.len() >= 6 && cells[4] == component {
+            out.insert((cells[1].trim_matches('`').to_owned(), cells[2].to_owned()));
+        }
+    }
+    assert!(!out.is_empty(), "docs/metrics.md lists no {component} metric");
+    out
+}
+
+/// (name, type) of every metric family in a scrape.
+fn exported(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split_once(' '))
+        .map(|(name, kind)| (name.to_owned(), kind.to_owned()))
+        .collect()
+}
+
+async fn scrape(addr: &str) -> String {
+    let response = reqwest::get(format!("http://{addr}/metrics")).await.unwrap();
+    assert!(response.status().is_success(), "{addr}/metrics answered {}", response.status());
+    response.text().await.unwrap()
+}
+
+/// The documented metrics missing from, or typed differently in, `scraped`.
+fn missing(
+    documented: &BTreeSet<(String, String)>,
+    scraped: &BTreeMap<String, String>,
+) -> Vec<String> {
+    documented
+        .iter()
+        .filter(|(name, kind)| scraped.get(name) != Some(kind))
+        .map(|(name, kind)| format!("{name} ({kind}; exported as {:?})", scraped.get(name)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_metric_is_exported_after_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec =
+        ClusterSpec::new(dir.path().to_path_buf(), env!("CARGO_BIN_EXE_dolphin").into(), 2, 3, 1);
+    let cluster = LocalCluster::start(spec).await.expect("the local cluster starts");
+
+    // Traffic: messages, a group, a refusal by the state machine, an error reply, and a
+    // refused upgrade.
+    let config = ClientConfig::new(cluster.edge_url(0).unwrap(), cluster.token("alice"), "phone");
+    let (alice, _events) = Client::connect(config).await.unwrap();
+    for n in 0..20 {
+        alice.send("d:alice:bob", Body::Text { text: format!("m{n}") }).await.unwrap();
+    }
+    let group = alice.create_group("metrics", &["bob"]).await.unwrap();
+    alice.send(&group, Body::Text { text: "to the group".into() }).await.unwrap();
+    alice.send("g:nobody-made-this", Body::Text { text: "refused".into() }).await.unwrap();
+    let refused = alice
+        .request(|rid| {
+            ClientFrame::Fetch(Fetch {
+                rid,
+                conv: "d:bob:carol".into(),
+                after: None,
+                before: None,
+                limit: None,
+            })
+        })
+        .await;
+    assert!(refused.is_err(), "a fetch of someone else's conversation is refused");
+    let edge = cluster.edge_addrs()[0].clone();
+    let upgrade = reqwest::get(format!("http://{edge}/v1/ws?token=nonsense")).await.unwrap();
+    assert_ne!(upgrade.status(), 101);
+
+    let edge_docs = documented("edge");
+    let sequencer_docs = documented("sequencer");
+    // The queue gauges are sampled by each leader every few seconds: scrape until they show.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let edge_missing = missing(&edge_docs, &exported(&scrape(&edge).await));
+        let mut replicas = BTreeMap::new();
+        for shard in 0..2 {
+            for replica in 1..=3 {
+                let addr = cluster.replica_addr(shard, replica).unwrap();
+                replicas.extend(exported(&scrape(&addr).await));
+            }
+        }
+        let sequencer_missing = missing(&sequencer_docs, &replicas);
+        if edge_missing.is_empty() && sequencer_missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not exported as documented: edge {edge_missing:?}, sequencer {sequencer_missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    alice.close().await;
+}

@@ -6,7 +6,8 @@
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-    CustomResourceColumnDefinition, CustomResourceDefinition,
+    CustomResourceColumnDefinition, CustomResourceDefinition, JSONSchemaProps,
+    JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
@@ -35,8 +36,38 @@ pub fn crd() -> CustomResourceDefinition {
             column("Edge", "integer", ".status.edge.readyReplicas"),
             column("Age", "date", ".metadata.creationTimestamp"),
         ]);
+        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            drop_unsigned_formats(schema);
+        }
     }
     crd
+}
+
+/// Removes the `uint32` and `uint64` formats that the schema generator writes for unsigned
+/// fields: the API server knows only `int32` and `int64` and warns about any other on every
+/// apply of the CRD. The fields keep their `minimum: 0`.
+fn drop_unsigned_formats(schema: &mut JSONSchemaProps) {
+    if schema.format.as_deref().is_some_and(|f| f.starts_with("uint")) {
+        schema.format = None;
+    }
+    let mut children: Vec<&mut JSONSchemaProps> = Vec::new();
+    if let Some(properties) = schema.properties.as_mut() {
+        children.extend(properties.values_mut());
+    }
+    match schema.items.as_mut() {
+        Some(JSONSchemaPropsOrArray::Schema(item)) => children.push(item),
+        Some(JSONSchemaPropsOrArray::Schemas(items)) => children.extend(items.iter_mut()),
+        None => {}
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(values)) = schema.additional_properties.as_mut() {
+        children.push(values);
+    }
+    for list in [&mut schema.all_of, &mut schema.any_of, &mut schema.one_of] {
+        children.extend(list.iter_mut().flatten());
+    }
+    for child in children {
+        drop_unsigned_formats(child);
+    }
 }
 
 /// A Dolphin cluster: sequencer shards of Raft replicas, a Redis queue and WebSocket edges.
@@ -348,6 +379,13 @@ pub struct EdgeStatus {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_crd_names_no_format_the_api_server_does_not_know() {
+        let yaml = crate::crd_yaml().unwrap();
+        assert!(yaml.contains("format: int64"), "formats of signed fields stay");
+        assert!(!yaml.contains("format: uint"), "an unsigned format is left in the CRD");
+    }
+
     #[test]
     fn the_checked_in_crd_is_the_one_the_types_generate() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/imcluster.yaml");

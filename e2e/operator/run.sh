@@ -30,7 +30,7 @@ DELETE_TIMEOUT=120
 LEASE_SECONDS=15
 PASSED=0
 CHILD_KINDS=statefulsets,deployments,services,configmaps,secrets,poddisruptionbudgets
-CHILD_KINDS+=,networkpolicies
+CHILD_KINDS+=,networkpolicies,podmonitors
 
 pass() {
     PASSED=$((PASSED + 1))
@@ -268,6 +268,9 @@ check_children() {
     for id in $policies; do
         owned "$id" network
     done
+    owned podmonitor/chat monitoring
+    equals podmonitor/chat '{.spec.selector.matchExpressions[0].values[*]}' "sequencer edge" ||
+        cp_die "PodMonitor chat does not select the replicas and edges"
     pass "every child exists, controlled by the ImCluster, with the app.kubernetes.io labels"
 
     equals statefulset/chat-shard-1 \
@@ -347,6 +350,38 @@ check_edge_scale_leaves_shards_alone() {
         cp_die "scaling the edge changed StatefulSet chat-shard-0"
     topology_version_is 1 || cp_die "scaling the edge changed the topology"
     pass "scaling the edge to 3 rolls out and leaves shards and topology untouched"
+}
+
+# Kubernetes rolls the pods of each StatefulSet in its own order (see docs/operator.md).
+check_image_change_reaches_every_pod_template() {
+    local image=registry.example.com/dolphin:0.2.0 object
+    kube patch imcluster chat --namespace "$NS" --type merge \
+        -p "{\"spec\":{\"image\":\"$image\"}}" >/dev/null
+    for object in statefulset/chat-shard-0 statefulset/chat-shard-1 deployment/chat-edge; do
+        cp_wait "$RECONCILE_TIMEOUT" "$object to run image $image" \
+            "the operator's apply (logs/operator-a.log)" \
+            equals "$object" '{.spec.template.spec.containers[0].image}' "$image"
+    done
+    contains statefulset/chat-redis '{.spec.template.spec.containers[0].image}' redis: ||
+        cp_die "the dolphin image change reached the Redis StatefulSet"
+    for object in statefulset/chat-shard-0 statefulset/chat-shard-1; do
+        cp_wait "$ROLLOUT_TIMEOUT" "$object to finish rolling to $image" \
+            "the StatefulSet controller or kwok (logs/kube-controller-manager.log)" rolled "$object"
+    done
+    cp_wait "$RECONCILE_TIMEOUT" "ImCluster chat to be Ready and Stable after the roll" \
+        "the operator's status (logs/operator-a.log)" condition_is Progressing False Stable
+    condition_is Ready True || cp_die "ImCluster chat is not Ready after the image change"
+    topology_version_is 1 || cp_die "the image change altered the topology"
+    pass "an image change reaches the shards and edges, not Redis, and the pods roll to it"
+}
+
+# Every pod of the StatefulSet runs its latest revision and is ready.
+rolled() {
+    local revisions current update ready
+    revisions="$(jsonpath "$1" \
+        '{.status.currentRevision} {.status.updateRevision} {.status.readyReplicas}')"
+    read -r current update ready <<<"$revisions"
+    [[ -n $current && $current == "$update" && $ready == 3 ]]
 }
 
 check_unsupported_changes_are_refused() {
@@ -475,8 +510,10 @@ main() {
         STATE="$(mktemp -d /tmp/dolphin-operator-e2e.XXXXXX)"
         OWN_STATE=true
     fi
+    CRDS=""
     trap 'rc=$?
           stop_all
+          [[ -z $CRDS ]] || rm -rf "$CRDS"
           if ((rc == 0)) && [[ $OWN_STATE == true ]]; then rm -rf "$STATE"; fi
           if ((rc != 0)); then cp_log "operator e2e failed; logs are in $STATE/logs"; fi' EXIT
 
@@ -493,8 +530,13 @@ main() {
     [[ -x $OPERATOR_BIN ]] || cp_die "no operator binary at $OPERATOR_BIN"
     cp_log "operator build: $((SECONDS - t0))s"
 
+    # The CRDs go in before the controller manager starts, so that its garbage collector
+    # knows their kinds from the beginning.
     t0=$SECONDS
-    DOLPHIN_CP_CRDS="$ROOT/crds/imcluster.yaml" "$CP_DIR/start.sh" "$STATE" 3
+    CRDS="$(mktemp -d /tmp/dolphin-operator-crds.XXXXXX)"
+    cp "$ROOT/crds/imcluster.yaml" "$CP_DIR/../operator/podmonitor-crd.yaml" "$CRDS/"
+    DOLPHIN_CP_CRDS="$CRDS" "$CP_DIR/start.sh" "$STATE" 3
+    rm -rf "$CRDS"
     cp_log "control plane start: $((SECONDS - t0))s"
     set -a
     # shellcheck source=/dev/null
@@ -508,11 +550,13 @@ main() {
     start_operator a
     cp_wait 30 "operator a to take the Lease" "its election (logs/operator-a.log)" \
         lease_held_by a
+    log_has a "pod_monitors=true" || cp_die "operator a did not find the PodMonitor kind"
     check_missing_secret_degrades
     check_children
     check_status
     check_steady_state_writes_nothing
     check_edge_scale_leaves_shards_alone
+    check_image_change_reaches_every_pod_template
     check_unsupported_changes_are_refused
     check_deleted_child_is_recreated
     check_failover_and_restart_write_nothing

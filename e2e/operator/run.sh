@@ -20,6 +20,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/../controlplane/lib.sh"
 
 ROOT="$(cd "$CP_DIR/../.." && pwd)"
 NS=dolphin-e2e
+# The namespace and ServiceAccount of operator/deploy/rbac.yaml.
+OPERATOR_NS=dolphin-system
+OPERATOR_USER=system:serviceaccount:dolphin-system:dolphin-operator
 # Bounds of each wait, in seconds. Pods of a StatefulSet start one after another, each after
 # its claim is provisioned, so a rollout of 3 replicas on 2 busy cores takes a while.
 ROLLOUT_TIMEOUT=180
@@ -93,8 +96,9 @@ MANAGED='{managed: {storage: {size: 1Gi}}}'
 start_operator() {
     local id="$1" port
     port="$(cp_free_port)"
-    "$OPERATOR_BIN" run --metrics-listen "127.0.0.1:$port" --leader-election \
-        --lease-namespace default --lease-seconds "$LEASE_SECONDS" --identity "$id" \
+    KUBECONFIG="$STATE/operator.kubeconfig" "$OPERATOR_BIN" run \
+        --metrics-listen "127.0.0.1:$port" --leader-election --lease-namespace "$OPERATOR_NS" \
+        --lease-seconds "$LEASE_SECONDS" --identity "$id" \
         >"$STATE/logs/operator-$id.log" 2>&1 &
     local pid=$!
     OPERATOR_PIDS+=("$pid")
@@ -133,11 +137,38 @@ process_gone() {
 }
 
 lease_holder() {
-    kube get lease dolphin-operator --namespace default -o 'jsonpath={.spec.holderIdentity}'
+    kube get lease dolphin-operator --namespace "$OPERATOR_NS" \
+        -o 'jsonpath={.spec.holderIdentity}'
 }
 
 lease_held_by() {
     [[ "$(lease_holder 2>/dev/null)" == "$1" ]]
+}
+
+# The operator runs as the ServiceAccount of operator/deploy/rbac.yaml, with a token, so that
+# every check below also proves that the ClusterRole grants enough.
+install_operator_identity() {
+    kube apply -f "$ROOT/operator/deploy/rbac.yaml" >/dev/null
+    kube apply --dry-run=server -f "$ROOT/operator/deploy/operator.yaml" >/dev/null ||
+        cp_die "the API server refuses operator/deploy/operator.yaml"
+    local token config="$STATE/operator.kubeconfig"
+    token="$(kube create token dolphin-operator --namespace "$OPERATOR_NS" --duration=2h)"
+    KUBECONFIG="$config" kube config set-cluster e2e --server "$DOLPHIN_CP_API_SERVER" \
+        --certificate-authority "$STATE/pki/ca.crt" --embed-certs >/dev/null
+    KUBECONFIG="$config" kube config set-credentials operator --token "$token" >/dev/null
+    KUBECONFIG="$config" kube config set-context e2e --cluster e2e --user operator \
+        --namespace "$OPERATOR_NS" >/dev/null
+    KUBECONFIG="$config" kube config use-context e2e >/dev/null
+    [[ "$(KUBECONFIG="$config" kube auth whoami -o 'jsonpath={.status.userInfo.username}')" == \
+        "$OPERATOR_USER" ]] || cp_die "the operator's kubeconfig does not authenticate as it"
+    local verb
+    for verb in "delete statefulsets" "get pods" "update leases -n $NS" "list secrets"; do
+        # shellcheck disable=SC2086
+        if kube auth can-i $verb --as "$OPERATOR_USER" >/dev/null 2>&1; then
+            cp_die "the operator's role grants more than it needs: $verb"
+        fi
+    done
+    pass "operator/deploy: the operator authenticates as its ServiceAccount, with no extra rights"
 }
 
 # --- the checks -----------------------------------------------------------------------------
@@ -543,6 +574,7 @@ main() {
     source "$STATE/env"
     set +a
     kube create namespace "$NS" >/dev/null
+    install_operator_identity
 
     t0=$SECONDS
     check_crd

@@ -105,6 +105,10 @@ enum Command {
 enum BenchCommand {
     /// Ordered, replicated, fsynced appends to one shard of three replicas.
     Sequencer(dolphin::bench::sequencer::SequencerBenchArgs),
+    /// One room of many online members; deliveries/s, latency, server CPU and memory.
+    Fanout(dolphin::bench::fanout::FanoutArgs),
+    /// Many idle connections; server memory per connection.
+    Connections(dolphin::bench::connections::ConnectionsArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -170,6 +174,14 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Chat(args) => chat::run(args).await,
+        Command::Bench(BenchCommand::Connections(args)) => {
+            dolphin::bench::connections::run(args).await?;
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Fanout(args)) => {
+            dolphin::bench::fanout::run(args).await?;
+            Ok(())
+        }
         Command::Bench(BenchCommand::Sequencer(args)) => {
             dolphin::bench::sequencer::run(args).await?;
             Ok(())

@@ -1,9 +1,14 @@
 //! `dolphin bench`: load generators that measure Dolphin the way its users would, with the
 //! figures in `docs/benchmarks.md`.
 
+pub mod connections;
+pub mod fanout;
 pub mod sequencer;
+pub mod server;
+pub mod wire;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
@@ -32,4 +37,25 @@ pub fn latency_histogram() -> Histogram<u64> {
 pub fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
     let micros = elapsed.as_micros().clamp(1, 60_000_000) as u64;
     let _ = histogram.record(micros);
+}
+
+/// The load generator's clock: microseconds since the run began, shared by senders (who
+/// write it into each message) and receivers (who subtract it), all in this one process.
+#[derive(Clone, Debug)]
+pub struct Clock(Arc<Instant>);
+
+impl Clock {
+    pub fn new() -> Self {
+        Clock(Arc::new(Instant::now()))
+    }
+
+    pub fn micros(&self) -> u64 {
+        self.0.elapsed().as_micros() as u64
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
 }

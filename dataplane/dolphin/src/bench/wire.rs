@@ -1,0 +1,229 @@
+//! One load-generator connection, speaking either Dolphin's protocol or Centrifugo's, so that
+//! both servers are driven by the same code: connect, join the room, send, and hand every
+//! delivered message (its text and its position in the room) to the caller.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::server::Target;
+
+/// What a connection reports about its own sends.
+#[derive(Debug)]
+pub enum Event {
+    /// The server took a send (`accepted`, or a publish reply).
+    Taken,
+    /// The server refused a send or another request.
+    Refused(String),
+}
+
+/// What one connection saw delivered, kept in its own task so that counting costs no
+/// locking: latency from the send (the text carries the send time), and the checks.
+#[derive(Debug)]
+pub struct Deliveries {
+    pub latency: hdrhistogram::Histogram<u64>,
+    /// Distinct messages delivered.
+    pub unique: u64,
+    /// Deliveries of a message already delivered to this connection.
+    pub duplicates: u64,
+    /// Deliveries whose position in the room was not after the previous one's.
+    pub out_of_order: u64,
+    last_position: u64,
+    seen: std::collections::HashSet<u64>,
+}
+
+impl Deliveries {
+    fn new() -> Self {
+        Deliveries {
+            latency: super::latency_histogram(),
+            unique: 0,
+            duplicates: 0,
+            out_of_order: 0,
+            last_position: 0,
+            seen: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Records a delivery of `text` (`sender:n:sent_micros`, see [`say`]) at `position`.
+    fn record(&mut self, text: &str, position: u64, clock: &super::Clock) {
+        let mut parts = text.splitn(3, ':');
+        let (Some(sender), Some(n), Some(sent)) = (parts.next(), parts.next(), parts.next()) else {
+            return;
+        };
+        let (Ok(sender), Ok(n), Ok(sent)) =
+            (sender.parse::<u64>(), n.parse::<u64>(), sent.parse::<u64>())
+        else {
+            return;
+        };
+        if !self.seen.insert(sender << 32 | n) {
+            self.duplicates += 1;
+            return;
+        }
+        self.unique += 1;
+        if position <= self.last_position {
+            self.out_of_order += 1;
+        }
+        self.last_position = position;
+        let micros = clock.micros().saturating_sub(sent).max(1);
+        let _ = self.latency.record(micros.min(60_000_000));
+    }
+}
+
+/// The text of message `n` of `sender`, stamped with the time it is sent.
+pub fn say(sender: u64, n: u64, clock: &super::Clock) -> String {
+    format!("{sender}:{n}:{}", clock.micros())
+}
+
+/// Opens a connection for `url` (see `Server::url`) and completes the protocol's handshake;
+/// returns the sender of texts to say in the room, and the task that ends, with what it saw
+/// delivered, when the connection closes or that sender is dropped. Replies to its own sends
+/// go to `events`.
+pub async fn connect(
+    target: Target,
+    url: &str,
+    room: String,
+    events: mpsc::UnboundedSender<Event>,
+    clock: super::Clock,
+) -> anyhow::Result<(mpsc::UnboundedSender<String>, tokio::task::JoinHandle<Deliveries>)> {
+    let (url, token) = match url.split_once('#') {
+        Some((url, token)) => (url.to_owned(), Some(token.to_owned())),
+        None => (url.to_owned(), None),
+    };
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio_tungstenite::connect_async(url.as_str()),
+    )
+    .await
+    .context("the WebSocket connect timed out")??;
+    match target {
+        Target::Dolphin => {
+            // The server speaks first.
+            let hello = next_text(&mut ws).await?;
+            if !hello.contains("\"hello\"") {
+                bail!("expected hello, got {hello}");
+            }
+        }
+        Target::Centrifugo => {
+            let token = token.context("a Centrifugo URL carries its token")?;
+            let connect = json!({"id": 1, "connect": {"token": token, "name": "bench"}});
+            ws.send(Message::Text(connect.to_string().into())).await?;
+            let reply = next_text(&mut ws).await?;
+            if !reply.contains("\"connect\"") {
+                bail!("Centrifugo refused the connection: {reply}");
+            }
+            let subscribe = json!({"id": 2, "subscribe": {"channel": room}});
+            ws.send(Message::Text(subscribe.to_string().into())).await?;
+            let reply = next_text(&mut ws).await?;
+            if !reply.contains("\"subscribe\"") {
+                bail!("Centrifugo refused the subscription: {reply}");
+            }
+        }
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let task = tokio::spawn(async move {
+        let mut deliveries = Deliveries::new();
+        let mut next_id = 10u64;
+        loop {
+            tokio::select! {
+                outgoing = rx.recv() => {
+                    let Some(text) = outgoing else { break };
+                    next_id += 1;
+                    let frame = match target {
+                        Target::Dolphin => json!({
+                            "type": "send", "rid": next_id.to_string(), "conv": room,
+                            "cid": format!("c{next_id}"),
+                            "body": {"kind": "text", "text": text},
+                        }).to_string(),
+                        Target::Centrifugo => json!({
+                            "id": next_id, "publish": {"channel": room, "data": {"text": text}},
+                        }).to_string(),
+                    };
+                    if ws.send(Message::Text(frame.into())).await.is_err() {
+                        break;
+                    }
+                }
+                incoming = ws.next() => {
+                    let text = match incoming {
+                        Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(_)) => continue,
+                        _ => break,
+                    };
+                    // Centrifugo may put several replies in one frame, one per line.
+                    for line in text.split('\n').filter(|l| !l.is_empty()) {
+                        if target == Target::Centrifugo && line == "{}" {
+                            // A ping: answer with a pong, or the server disconnects.
+                            if ws.send(Message::Text("{}".into())).await.is_err() {
+                                return deliveries;
+                            }
+                            continue;
+                        }
+                        match parse(target, line) {
+                            Some(Parsed::Delivered { text, position }) => {
+                                deliveries.record(&text, position, &clock);
+                            }
+                            Some(Parsed::Event(event)) => {
+                                let _ = events.send(event);
+                            }
+                            None => {}
+                        }
+                    }
+                }
+            }
+        }
+        deliveries
+    });
+    Ok((tx, task))
+}
+
+enum Parsed {
+    Delivered { text: String, position: u64 },
+    Event(Event),
+}
+
+async fn next_text<S>(ws: &mut S) -> anyhow::Result<String>
+where
+    S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .context("the server did not answer in time")?
+            .context("the server closed the connection")??;
+        if let Message::Text(text) = message {
+            return Ok(text.to_string());
+        }
+    }
+}
+
+fn parse(target: Target, line: &str) -> Option<Parsed> {
+    let value: Value = serde_json::from_str(line).ok()?;
+    match target {
+        Target::Dolphin => match value["type"].as_str()? {
+            "msg" => Some(Parsed::Delivered {
+                text: value["body"]["text"].as_str()?.to_owned(),
+                position: value["seq"].as_u64()?,
+            }),
+            "accepted" => Some(Parsed::Event(Event::Taken)),
+            "error" | "rejected" => {
+                Some(Parsed::Event(Event::Refused(value["code"].as_str()?.to_owned())))
+            }
+            _ => None,
+        },
+        Target::Centrifugo => {
+            if let Some(publication) = value.get("push").and_then(|p| p.get("pub")) {
+                return Some(Parsed::Delivered {
+                    text: publication["data"]["text"].as_str()?.to_owned(),
+                    position: publication["offset"].as_u64().unwrap_or(0),
+                });
+            }
+            if value.get("publish").is_some() {
+                return Some(Parsed::Event(Event::Taken));
+            }
+            value.get("error").map(|error| Parsed::Event(Event::Refused(error.to_string())))
+        }
+    }
+}

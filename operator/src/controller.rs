@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::render::topology::{self, Refusal};
 use crate::render::{self, MANAGER, RenderError, edge, monitoring, names, network, redis, secret};
 use crate::render::{shard, topology::TopologyPlan};
+use crate::roll::{self, Step};
 use crate::status::{self, DEGRADED, READY, Seen, ShardSeen};
 
 /// How soon a cluster that is not yet ready is looked at again.
@@ -203,6 +204,7 @@ async fn reconcile_inner(cluster: &ImCluster, ctx: &Context) -> Result<Action, R
     }
 
     let mut seen = observe(cluster, ctx, &ns, &plan).await?;
+    roll_shards(cluster, ctx, &ns, &plan, &seen).await?;
     seen.problems.extend(plan.refusals.iter().cloned());
     seen.problems.extend(missing_secrets(cluster, ctx, &ns).await?);
     let topology_changed = existing.as_ref().map(|t| t.version) != Some(plan.topology.version);
@@ -320,14 +322,16 @@ async fn observe(
             .get_opt(&names::shard(cluster, shard.id))
             .await
             .map_err(kube_err("read a shard StatefulSet"))?;
-        let ready =
-            ready_of(set.as_ref().and_then(|s| s.status.as_ref()).and_then(|s| s.ready_replicas));
+        let status = set.as_ref().and_then(|s| s.status.as_ref());
+        let ready = ready_of(status.and_then(|s| s.ready_replicas));
+        let updated = ready_of(status.and_then(|s| s.updated_replicas));
         let addrs: Vec<String> = shard.replicas.iter().map(|r| r.addr.clone()).collect();
         let leader = if ready > 0 { crate::leader::leader(&ctx.http, &addrs).await } else { None };
         seen.shards.push(ShardSeen {
             id: shard.id,
             replicas: plan.replicas(),
             ready_replicas: ready,
+            updated_replicas: updated,
             leader,
         });
     }
@@ -346,6 +350,123 @@ async fn observe(
         ready_of(edge.as_ref().and_then(|d| d.status.as_ref()).and_then(|s| s.ready_replicas));
     seen.endpoint = Some(endpoint(cluster, ctx, ns).await?);
     Ok(seen)
+}
+
+/// Takes one step of each shard's roll to its StatefulSet's latest template (see [`roll`]).
+async fn roll_shards(
+    cluster: &ImCluster,
+    ctx: &Context,
+    ns: &str,
+    plan: &TopologyPlan,
+    seen: &Seen,
+) -> Result<(), ReconcileError> {
+    let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    for (shard, shard_seen) in plan.topology.shards.iter().zip(&seen.shards) {
+        if shard_seen.updated_replicas >= shard_seen.replicas {
+            continue;
+        }
+        let name = names::shard(cluster, shard.id);
+        let set = sets.get_opt(&name).await.map_err(kube_err("read a shard StatefulSet"))?;
+        let Some(revision) = set.and_then(|s| s.status).and_then(|s| s.update_revision) else {
+            continue;
+        };
+        let selector = shard::pod_selector(cluster, shard.id)
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let list = pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(kube_err("list a shard's pods"))?;
+        let replicas: Vec<roll::Replica> =
+            list.items.iter().filter_map(|pod| replica_of(pod, &revision)).collect();
+        match roll::next_step(shard.id, &replicas, plan.replicas(), shard_seen.leader) {
+            Step::Done | Step::Wait(_) => {}
+            Step::StepDown { leader } => move_leadership(cluster, ctx, shard, leader).await,
+            Step::Restart { id, pod, reason } => {
+                restart(cluster, ctx, &pods, shard.id, id, &pod, reason).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Asks the shard's leader to step down; a failure is reported and retried next reconcile,
+/// the leader keeping its old template meanwhile.
+async fn move_leadership(
+    cluster: &ImCluster,
+    ctx: &Context,
+    shard: &dolphin_topology::Shard,
+    leader: u64,
+) {
+    let Some(replica) = shard.replicas.iter().find(|r| r.id == leader) else { return };
+    match crate::leader::step_down(&ctx.http, &replica.addr).await {
+        Ok(()) => {
+            let note = format!(
+                "moved leadership of shard {} off replica {leader} before restarting it",
+                shard.id
+            );
+            publish(ctx, cluster, EventType::Normal, "MovedLeadership", note).await;
+        }
+        Err(error) => {
+            warn!(error = %error, shard = shard.id, "failed to move leadership");
+            publish(ctx, cluster, EventType::Warning, "StepDownFailed", error.to_string()).await;
+        }
+    }
+}
+
+/// Deletes a shard's pod so that its StatefulSet recreates it with the latest template.
+async fn restart(
+    cluster: &ImCluster,
+    ctx: &Context,
+    pods: &Api<Pod>,
+    shard: u32,
+    id: u64,
+    pod: &str,
+    reason: &str,
+) -> Result<(), ReconcileError> {
+    match pods.delete(pod, &DeleteParams::default()).await {
+        Ok(_) => {}
+        // Already gone: the StatefulSet recreates it either way.
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(source) => return Err(kube_err("restart a shard's pod")(source)),
+    }
+    info!(pod, shard, replica = id, reason, "restarted for the new template");
+    let note =
+        format!("restarted {pod} (shard {shard}, replica {id}, {reason}) for the new template");
+    publish(ctx, cluster, EventType::Normal, "RestartedReplica", note).await;
+    Ok(())
+}
+
+/// A shard pod as the roll sees it; `None` for a pod whose name carries no ordinal.
+fn replica_of(pod: &Pod, revision: &str) -> Option<roll::Replica> {
+    let name = pod.name_any();
+    let id = roll::ordinal(&name)?;
+    let updated =
+        pod.labels().get("controller-revision-hash").map(String::as_str) == Some(revision);
+    let ready = pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    Some(roll::Replica { id, pod: name, updated, ready })
+}
+
+/// Publishes an Event on the ImCluster; a failure is logged, never fatal.
+async fn publish(ctx: &Context, cluster: &ImCluster, type_: EventType, reason: &str, note: String) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
+        warn!(error = %error, reason, "failed to publish an event");
+    }
 }
 
 fn ready_of(count: Option<i32>) -> u32 {
@@ -451,18 +572,8 @@ async fn report(
     {
         events.push((EventType::Warning, "Refused", degraded.message.clone()));
     }
-    let reference = cluster.object_ref(&());
     for (type_, reason, note) in events {
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(note),
-            action: "Reconcile".to_owned(),
-            secondary: None,
-        };
-        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
-            warn!(error = %error, reason, "failed to publish an event");
-        }
+        publish(ctx, cluster, type_, reason, note).await;
     }
     Ok(())
 }

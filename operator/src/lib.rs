@@ -8,6 +8,7 @@ pub mod election;
 pub mod leader;
 pub mod metrics;
 pub mod render;
+pub mod roll;
 pub mod status;
 
 /// The CRD of `ImCluster` as YAML, as checked in at `crds/imcluster.yaml`.

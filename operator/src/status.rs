@@ -21,6 +21,8 @@ pub struct ShardSeen {
     pub id: u32,
     pub replicas: u32,
     pub ready_replicas: u32,
+    /// Replicas whose pod runs the StatefulSet's latest template.
+    pub updated_replicas: u32,
     pub leader: Option<u64>,
 }
 
@@ -63,6 +65,11 @@ pub fn compute(
             below.push(format!(
                 "shard {}: {} of {} replicas ready",
                 shard.id, shard.ready_replicas, shard.replicas
+            ));
+        } else if shard.updated_replicas < shard.replicas {
+            below.push(format!(
+                "shard {}: {} of {} replicas run the latest template",
+                shard.id, shard.updated_replicas, shard.replicas
             ));
         }
     }
@@ -162,7 +169,13 @@ mod tests {
     fn healthy() -> Seen {
         Seen {
             shards: (0..2)
-                .map(|id| ShardSeen { id, replicas: 3, ready_replicas: 3, leader: None })
+                .map(|id| ShardSeen {
+                    id,
+                    replicas: 3,
+                    ready_replicas: 3,
+                    updated_replicas: 3,
+                    leader: None,
+                })
                 .collect(),
             edge_replicas: 2,
             edge_ready: 2,
@@ -199,6 +212,17 @@ mod tests {
             ("True", "RollingOut")
         );
         assert_eq!(progressing.message, "shard 1: 2 of 3 replicas ready");
+    }
+
+    #[test]
+    fn a_shard_still_rolling_to_a_new_template_is_progressing_and_ready() {
+        let mut seen = healthy();
+        seen.shards[0].updated_replicas = 1;
+        let status = compute(Some(5), &seen, None, &time(10));
+        assert_eq!(get(&status, READY).status, "True");
+        let progressing = get(&status, PROGRESSING);
+        assert_eq!(progressing.status, "True");
+        assert_eq!(progressing.message, "shard 0: 1 of 3 replicas run the latest template");
     }
 
     #[test]

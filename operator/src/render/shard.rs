@@ -16,9 +16,14 @@ use crate::crd::ImCluster;
 pub const DATA_DIR: &str = "/data";
 
 fn shard_selector(cluster: &ImCluster, shard: u32) -> serde_json::Value {
+    json!(pod_selector(cluster, shard))
+}
+
+/// The labels of one shard's pods, as a label selector of a list request.
+pub fn pod_selector(cluster: &ImCluster, shard: u32) -> std::collections::BTreeMap<String, String> {
     let mut labels = selector(cluster, Component::Sequencer);
     labels.insert(SHARD_LABEL.to_owned(), shard.to_string());
-    json!(labels)
+    labels
 }
 
 fn shard_labels(cluster: &ImCluster, shard: u32) -> std::collections::BTreeMap<String, String> {
@@ -93,6 +98,8 @@ pub fn stateful_set(
             "replicas": replicas,
             "ordinals": {"start": 1},
             "podManagementPolicy": "Parallel",
+            // The operator restarts the pods itself, in the order of crate::roll.
+            "updateStrategy": {"type": "OnDelete"},
             "selector": {"matchLabels": shard_selector(cluster, shard)},
             "persistentVolumeClaimRetentionPolicy": {
                 "whenDeleted": retention,
@@ -188,6 +195,8 @@ mod tests {
         assert_eq!(spec.ordinals.as_ref().unwrap().start, Some(1));
         assert_eq!(spec.service_name.as_deref(), Some("chat-shard-2"));
         assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+        let strategy = spec.update_strategy.as_ref().unwrap();
+        assert_eq!(strategy.type_.as_deref(), Some("OnDelete"), "the operator rolls the pods");
         let selector = spec.selector.match_labels.as_ref().unwrap();
         assert_eq!(selector[SHARD_LABEL], "2");
         assert_eq!(selector["app.kubernetes.io/component"], "sequencer");

@@ -373,7 +373,7 @@ def variable_query(metric, label, selector):
         "name": label,
         "label": label,
         "datasource": DATASOURCE,
-        "query": {"query": f"label_values({metric}{selector}, {label})", "refId": label},
+        "query": f"label_values({metric}{selector}, {label})",
         "definition": f"label_values({metric}{selector}, {label})",
         "refresh": 2,
         "sort": 1,

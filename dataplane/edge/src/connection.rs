@@ -39,12 +39,19 @@ enum Reply {
     SendFailed { rid: String, cid: String, error: ServerFrame },
 }
 
+/// The most sends of one connection timed at once for the send-to-push latency.
+const MAX_TIMED_SENDS: usize = 4096;
+
 struct Conn {
     ctx: Arc<Context>,
     caller: Caller,
     encoding: Encoding,
     /// Sends under way by cid, with their request ids and start times.
     pending: HashMap<String, Vec<(String, Instant)>>,
+    /// When each send still waiting for its own push arrived, by cid, for the send-to-push
+    /// latency; at most [`MAX_TIMED_SENDS`] (a repeat that is never pushed again stays until
+    /// the connection closes).
+    sent_at: HashMap<String, Instant>,
 }
 
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
@@ -78,7 +85,13 @@ async fn run(
     ctx.metrics.connections_opened.inc();
     debug!("connected");
 
-    let mut conn = Conn { ctx: ctx.clone(), caller, encoding, pending: HashMap::new() };
+    let mut conn = Conn {
+        ctx: ctx.clone(),
+        caller,
+        encoding,
+        pending: HashMap::new(),
+        sent_at: HashMap::new(),
+    };
     let hello = ServerFrame::Hello(Hello {
         user: conn.caller.user.clone(),
         device: conn.caller.device.clone(),
@@ -221,6 +234,7 @@ impl Conn {
                 self.write(sink, &ServerFrame::Accepted(Accepted { rid, cid })).await
             }
             Reply::SendFailed { rid, cid, error } => {
+                self.sent_at.remove(&cid);
                 let Some(waiting) = self.pending.get_mut(&cid) else { return true };
                 let Some(at) = waiting.iter().position(|(r, _)| *r == rid) else { return true };
                 waiting.remove(at);
@@ -237,14 +251,15 @@ impl Conn {
             ServerFrame::Msg(msg)
                 if msg.from == self.caller.user && msg.device == self.caller.device =>
             {
-                if let Some(waiting) = self.pending.get(&msg.cid)
-                    && let Some((_, started)) = waiting.first()
-                {
+                if let Some(started) = self.sent_at.remove(&msg.cid) {
                     self.ctx.metrics.send_push_seconds.observe(started.elapsed().as_secs_f64());
                 }
                 Some(msg.cid.as_str())
             }
-            ServerFrame::Rejected(rejected) => Some(rejected.cid.as_str()),
+            ServerFrame::Rejected(rejected) => {
+                self.sent_at.remove(&rejected.cid);
+                Some(rejected.cid.as_str())
+            }
             _ => None,
         };
         if let Some(cid) = own_cid
@@ -287,6 +302,9 @@ impl Conn {
             Action::Send { rid, cid, command } => {
                 let started = Instant::now();
                 self.pending.entry(cid.clone()).or_default().push((rid.clone(), started));
+                if self.sent_at.len() < MAX_TIMED_SENDS {
+                    self.sent_at.entry(cid.clone()).or_insert(started);
+                }
                 tokio::spawn(async move {
                     let _permit = permit;
                     // Accepted once the shard's inbox holds the send; the shard orders it

@@ -369,18 +369,27 @@ check_steady_state_writes_nothing() {
 }
 
 check_edge_scale_leaves_shards_alone() {
-    local before
+    local before pods
     before="$(jsonpath statefulset/chat-shard-0 '{.metadata.generation}')"
+    pods="$(shard_pod_uids)"
     kube patch imcluster chat --namespace "$NS" --type merge \
-        -p '{"spec":{"edge":{"replicas":3}}}' >/dev/null
+        -p '{"spec":{"edge":{"replicas":3},"policy":{"sendRate":5,"sendBurst":10}}}' >/dev/null
     cp_wait "$ROLLOUT_TIMEOUT" "status.edge.readyReplicas=3 after scaling the edge" \
         "the Deployment's rollout or the operator's status" \
         equals imcluster/chat '{.status.edge.readyReplicas}' 3
     equals deployment/chat-edge '{.spec.replicas}' 3 || cp_die "chat-edge was not scaled"
+    contains deployment/chat-edge '{.spec.template.spec.containers[0].env}' \
+        '{"name":"DOLPHIN_SEND_RATE","value":"5"}' || cp_die "the edges lack the new send rate"
     equals statefulset/chat-shard-0 '{.metadata.generation}' "$before" ||
-        cp_die "scaling the edge changed StatefulSet chat-shard-0"
-    topology_version_is 1 || cp_die "scaling the edge changed the topology"
-    pass "scaling the edge to 3 rolls out and leaves shards and topology untouched"
+        cp_die "the edge and policy change reached StatefulSet chat-shard-0"
+    [[ "$(shard_pod_uids)" == "$pods" ]] || cp_die "the edge and policy change restarted shards"
+    topology_version_is 1 || cp_die "the edge and policy change altered the topology"
+    pass "scaling the edge to 3 and a new policy reach the edges only: no shard pod restarts"
+}
+
+shard_pod_uids() {
+    kube get pods --namespace "$NS" -l app.kubernetes.io/component=sequencer \
+        -o 'jsonpath={.items[*].metadata.uid}'
 }
 
 # The operator restarts each shard's pods one at a time (the StatefulSets use OnDelete). No

@@ -35,6 +35,10 @@ const REQUEUE_PROGRESSING: Duration = Duration::from_secs(10);
 /// How often a settled cluster is looked at again (for leaders and drift of what runs).
 const REQUEUE_SETTLED: Duration = Duration::from_secs(300);
 
+/// The wait after a first failed reconcile: long enough not to hammer an API server that
+/// refuses, short enough that a passing problem (a conflict, a timeout) costs little.
+const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+
 /// The longest wait between attempts on an object whose reconcile keeps failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -161,10 +165,16 @@ pub fn error_policy(cluster: Arc<ImCluster>, error: &ReconcileError, ctx: Arc<Co
     let mut failures = ctx.failures();
     let count = failures.entry(object.clone()).or_insert(0);
     *count += 1;
-    let delay = Duration::from_secs(5).saturating_mul(1 << (*count - 1).min(8)).min(MAX_BACKOFF);
+    let delay = backoff(*count);
     warn!(object.ref = %object, error = %error, source = ?std::error::Error::source(error),
           retry_in_seconds = delay.as_secs(), "reconcile failed");
     Action::requeue(delay)
+}
+
+/// The wait before the next attempt after `failures` consecutive failures (at least 1).
+pub fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(8);
+    FIRST_BACKOFF.saturating_mul(1 << doublings).min(MAX_BACKOFF)
 }
 
 async fn reconcile_inner(cluster: &ImCluster, ctx: &Context) -> Result<Action, ReconcileError> {
@@ -576,4 +586,16 @@ async fn report(
         publish(ctx, cluster, type_, reason, note).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_doubles_from_five_seconds_up_to_five_minutes() {
+        let waits: Vec<u64> = (1..=8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+    }
 }

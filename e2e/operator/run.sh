@@ -4,10 +4,12 @@
 #   e2e/operator/run.sh [STATE_DIR]    (default: a new temporary folder, removed after success)
 #
 # Builds the control plane (cached) and the operator, starts the control plane with the
-# ImCluster CRD of crds/ and 3 fake nodes, runs the operator as a process with a kubeconfig,
-# and checks what a user sees: bad ImClusters refused by the API server with readable
-# messages, a valid one turned into every child object, its status, Events, day-2 changes,
-# recreation of a deleted child, leader election and a restart without writes, and deletion.
+# ImCluster CRD of crds/, a stand-in PodMonitor CRD and 3 fake nodes, runs the operator as
+# processes with the token of the ServiceAccount of operator/deploy/rbac.yaml, and checks what
+# a user sees: bad ImClusters refused by the API server with readable messages, a valid one
+# turned into every child object, its status, Events, day-2 changes (edge, policy, image roll,
+# refused shard and replica changes), recreation of a deleted child, leader election and a
+# handover without writes, and deletion. docs/operator.md lists every check.
 # Exits non-zero at the first failed check, saying what probably hung; the control plane and
 # the operators are stopped however it ends, and the logs of a failed run are kept.
 #

@@ -509,6 +509,10 @@ check_failover_and_restart_write_nothing() {
         cp_die "operator b reconciled without holding the Lease"
     pass "a second operator waits for the Lease and does not reconcile"
 
+    [[ "$(metric a dolphin_operator_failures_total)" == 0 ]] ||
+        cp_die "operator a counted failed reconciles (logs/operator-a.log)"
+    metric_above a dolphin_operator_reconcile_seconds_count 0 ||
+        cp_die "operator a exports no reconcile_seconds histogram"
     local version started
     version="$(jsonpath imcluster/chat '{.metadata.resourceVersion}')"
     started=$SECONDS
@@ -522,7 +526,8 @@ check_failover_and_restart_write_nothing() {
         cp_die "the new leader wrote objects of an unchanged cluster (logs/operator-b.log)"
     equals imcluster/chat '{.metadata.resourceVersion}' "$version" ||
         cp_die "the new leader rewrote the ImCluster's status"
-    pass "a stopped leader hands over in $((SECONDS - started))s; the new one writes nothing"
+    pass "no failed reconcile; a stopped leader hands over in $((SECONDS - started))s;" \
+        "the new one writes nothing"
 }
 
 check_delete_removes_children_keeps_claims() {

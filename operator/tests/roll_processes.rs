@@ -49,6 +49,8 @@ async fn a_shard_rolls_followers_first_and_its_leader_only_after_stepping_down()
     let first_leader = cluster.leader(0, LEADER_TIMEOUT).await.unwrap();
     let http = leader::client().unwrap();
     let addrs: Vec<String> = (1..=3).map(|id| cluster.replica_addr(0, id).unwrap()).collect();
+    // What the operator reports as the shard's leader in the ImCluster's status.
+    assert_eq!(leader::leader(&http, &addrs).await, Some(first_leader));
 
     let mut updated = BTreeSet::new();
     let mut restarted = Vec::new();

@@ -488,7 +488,7 @@ check_more_shards_are_refused() {
     kube patch imcluster chat --namespace "$NS" --type merge \
         -p '{"spec":{"sequencer":{"shards":3}}}' >/dev/null
     cp_wait "$RECONCILE_TIMEOUT" "Degraded=True reason ShardsChangeUnsupported" \
-        "the operator's plan (logs/operator-b.log)" \
+        "the operator's plan (logs/operator-c.log)" \
         condition_is Degraded True ShardsChangeUnsupported
     none_left statefulset/chat-shard-2 --ignore-not-found ||
         cp_die "a third shard was created although its slots cannot be moved"
@@ -528,6 +528,31 @@ check_failover_and_restart_write_nothing() {
         cp_die "the new leader rewrote the ImCluster's status"
     pass "no failed reconcile; a stopped leader hands over in $((SECONDS - started))s;" \
         "the new one writes nothing"
+}
+
+# A leader that dies without releasing the Lease (SIGKILL) is replaced only once the Lease
+# has gone unrenewed for a lease duration, as the waiter measures it: not at once, since the
+# old leader might only be slow, and not much later either.
+check_crashed_leader_is_replaced_after_the_lease_expires() {
+    lease_held_by b || cp_die "the Lease is held by '$(lease_holder)', not operator b"
+    start_operator c
+    cp_wait 30 "operator c to wait for the Lease" "its election (logs/operator-c.log)" \
+        log_has c "waiting for the lease"
+    kill -KILL "$OPERATOR_PID_b"
+    local killed=$SECONDS elapsed
+    cp_wait $((LEASE_SECONDS * 3)) "operator c to take the Lease of the killed operator b" \
+        "c's election (logs/operator-c.log)" lease_held_by c
+    elapsed=$((SECONDS - killed))
+    # c may have seen b's last renewal up to a renewal period (a third of the lease) before
+    # the kill, so the earliest takeover is two thirds of a lease duration after it.
+    ((elapsed >= LEASE_SECONDS * 2 / 3)) ||
+        cp_die "operator c took the Lease ${elapsed}s after b died, before it could expire"
+    cp_wait "$RECONCILE_TIMEOUT" "operator c to reconcile ImCluster chat" \
+        "its controller (logs/operator-c.log)" metric_above c dolphin_operator_reconciles_total 0
+    [[ "$(metric c dolphin_operator_writes_total)" == 0 ]] ||
+        cp_die "the operator that took over from a crashed one wrote objects"
+    pass "a killed leader's Lease is taken over after ${elapsed}s (lease ${LEASE_SECONDS}s)," \
+        "with no write"
 }
 
 check_delete_removes_children_keeps_claims() {
@@ -620,6 +645,7 @@ main() {
     check_unsupported_changes_are_refused
     check_deleted_child_is_recreated
     check_failover_and_restart_write_nothing
+    check_crashed_leader_is_replaced_after_the_lease_expires
     check_more_shards_are_refused
     check_delete_removes_children_keeps_claims
     cp_log "checks: $((SECONDS - t0))s; total: $((SECONDS - started))s"

@@ -30,7 +30,16 @@ pub fn pod_monitor(cluster: &ImCluster) -> Result<DynamicObject, RenderError> {
                     "values": ["sequencer", "edge"],
                 }],
             },
-            "podMetricsEndpoints": [{"port": "http", "path": "/metrics"}],
+            // Dashboards and alerts select on `cluster`: the ImCluster's name, from the pods'
+            // instance label.
+            "podMetricsEndpoints": [{
+                "port": "http",
+                "path": "/metrics",
+                "relabelings": [{
+                    "sourceLabels": ["__meta_kubernetes_pod_label_app_kubernetes_io_instance"],
+                    "targetLabel": "cluster",
+                }],
+            }],
         },
     });
     typed("the PodMonitor", value)
@@ -48,6 +57,13 @@ mod tests {
         let spec = &monitor.data["spec"];
         assert_eq!(spec["selector"]["matchLabels"]["app.kubernetes.io/instance"], "chat");
         assert_eq!(spec["selector"]["matchExpressions"][0]["values"], json!(["sequencer", "edge"]));
-        assert_eq!(spec["podMetricsEndpoints"][0], json!({"port": "http", "path": "/metrics"}));
+        let endpoint = &spec["podMetricsEndpoints"][0];
+        assert_eq!((&endpoint["port"], &endpoint["path"]), (&json!("http"), &json!("/metrics")));
+        let relabel = &endpoint["relabelings"][0];
+        assert_eq!(
+            relabel["sourceLabels"],
+            json!(["__meta_kubernetes_pod_label_app_kubernetes_io_instance"])
+        );
+        assert_eq!(relabel["targetLabel"], "cluster");
     }
 }

@@ -448,17 +448,37 @@ check_unsupported_changes_are_refused() {
     pass "shrinking shards is refused by the API server: ${out##*: }"
 
     kube patch imcluster chat --namespace "$NS" --type merge \
-        -p '{"spec":{"sequencer":{"replicas":5}}}' >/dev/null
-    cp_wait "$RECONCILE_TIMEOUT" "Degraded=True reason ReplicasChangeUnsupported" \
+        -p '{"spec":{"sequencer":{"replicas":1}}}' >/dev/null
+    cp_wait "$RECONCILE_TIMEOUT" "Degraded=True reason ReplicasShrinkUnsupported" \
         "the operator's plan (logs/operator-a.log)" \
-        condition_is Degraded True ReplicasChangeUnsupported
+        condition_is Degraded True ReplicasShrinkUnsupported
     equals statefulset/chat-shard-0 '{.spec.replicas}' 3 ||
-        cp_die "an unsupported replicas change reached StatefulSet chat-shard-0"
+        cp_die "a refused replicas change reached StatefulSet chat-shard-0"
     kube patch imcluster chat --namespace "$NS" --type merge \
         -p '{"spec":{"sequencer":{"replicas":3}}}' >/dev/null
     cp_wait "$RECONCILE_TIMEOUT" "Degraded=False after replicas went back to 3" \
         "the operator's plan (logs/operator-a.log)" condition_is Degraded False
-    pass "a replicas change is refused with a Degraded condition, and clears when reverted"
+    pass "fewer replicas are refused with a Degraded condition, which clears when reverted"
+}
+
+# Growing shards from 3 to 5 replicas: the StatefulSets and the topology list five, the first
+# three as founders (so the two new replicas wait for their leader to add them; that step
+# needs running replicas and is shown against processes by operator/tests/grow_processes.rs).
+check_more_replicas_grow_the_shards() {
+    kube patch imcluster chat --namespace "$NS" --type merge \
+        -p '{"spec":{"sequencer":{"replicas":5}}}' >/dev/null
+    cp_wait "$ROLLOUT_TIMEOUT" "StatefulSets chat-shard-0 and -1 to have 5 ready pods" \
+        "the operator (logs/operator-c.log) and kwok (logs/kwok.log)" \
+        equals imcluster/chat '{.status.shards[*].readyReplicas}' "5 5"
+    local doc
+    doc="$(jsonpath configmap/chat-topology '{.data.topology\.yaml}')"
+    [[ "$(grep -c 'chat-shard-1-5.chat-shard-1' <<<"$doc")" == 1 ]] ||
+        cp_die "the topology lacks shard 1's replica 5: $doc"
+    [[ "$(grep -c '^  founders:' <<<"$doc")" == 2 ]] ||
+        cp_die "the topology does not name each shard's founders: $doc"
+    equals poddisruptionbudget/chat-shard-0 '{.spec.minAvailable}' 3 ||
+        cp_die "the PDB of shard 0 does not keep a quorum of 5"
+    pass "more replicas grow the StatefulSets, the topology names the founders"
 }
 
 check_deleted_child_is_recreated() {
@@ -558,16 +578,16 @@ check_crashed_leader_is_replaced_after_the_lease_expires() {
 check_delete_removes_children_keeps_claims() {
     local claims
     claims="$(kube get pvc --namespace "$NS" -o name | grep -c .)"
-    ((claims == 7)) || cp_die "expected 7 claims (2 shards x 3, Redis), found $claims"
+    ((claims == 11)) || cp_die "expected 11 claims (2 shards x 5, Redis), found $claims"
     kube delete imcluster chat --namespace "$NS" --wait=false >/dev/null
     cp_wait "$DELETE_TIMEOUT" "every child of chat to be deleted" \
         "the garbage collector (logs/kube-controller-manager.log)" \
         none_left "$CHILD_KINDS" -l app.kubernetes.io/instance=chat
     cp_wait "$DELETE_TIMEOUT" "the pods of chat to be deleted" \
         "kwok's delete Stage (logs/kwok.log)" none_left pods -l app.kubernetes.io/instance=chat
-    [[ "$(kube get pvc --namespace "$NS" -o name | grep -c .)" == 7 ]] ||
+    [[ "$(kube get pvc --namespace "$NS" -o name | grep -c .)" == 11 ]] ||
         cp_die "deleting the ImCluster removed claims, which are kept unless deleteWithCluster"
-    pass "deleting the ImCluster removes every child and keeps the 7 claims"
+    pass "deleting the ImCluster removes every child and keeps the 11 claims"
 }
 
 equals_cluster() {
@@ -647,6 +667,7 @@ main() {
     check_failover_and_restart_write_nothing
     check_crashed_leader_is_replaced_after_the_lease_expires
     check_more_shards_are_refused
+    check_more_replicas_grow_the_shards
     check_delete_removes_children_keeps_claims
     cp_log "checks: $((SECONDS - t0))s; total: $((SECONDS - started))s"
     echo "operator e2e: $PASSED passed, 0 failed"

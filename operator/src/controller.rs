@@ -215,6 +215,7 @@ async fn reconcile_inner(cluster: &ImCluster, ctx: &Context) -> Result<Action, R
 
     let mut seen = observe(cluster, ctx, &ns, &plan).await?;
     roll_shards(cluster, ctx, &ns, &plan, &seen).await?;
+    grow_shards(cluster, ctx, &plan).await;
     seen.problems.extend(plan.refusals.iter().cloned());
     seen.problems.extend(missing_secrets(cluster, ctx, &ns).await?);
     let topology_changed = existing.as_ref().map(|t| t.version) != Some(plan.topology.version);
@@ -401,6 +402,26 @@ async fn roll_shards(
         }
     }
     Ok(())
+}
+
+/// Takes the next step of adding the replicas a shard grew by (only shards that grew name
+/// founders). A failure is reported and retried on the next reconcile.
+async fn grow_shards(cluster: &ImCluster, ctx: &Context, plan: &TopologyPlan) {
+    for shard in plan.topology.shards.iter().filter(|s| !s.founders.is_empty()) {
+        match crate::membership::grow(&ctx.http, shard).await {
+            Ok(crate::membership::Growth::Promoted { id }) => {
+                let note = format!("added replica {id} to shard {} as a voter", shard.id);
+                info!(shard = shard.id, replica = id, "added a replica");
+                publish(ctx, cluster, EventType::Normal, "AddedReplica", note).await;
+            }
+            Ok(other) => debug!(shard = shard.id, step = ?other, "shard membership"),
+            Err(error) => {
+                warn!(error = %error, shard = shard.id, "failed to add a replica");
+                publish(ctx, cluster, EventType::Warning, "AddReplicaFailed", error.to_string())
+                    .await;
+            }
+        }
+    }
 }
 
 /// Asks the shard's leader to step down; a failure is reported and retried next reconcile,

@@ -6,6 +6,7 @@ pub mod controller;
 pub mod crd;
 pub mod election;
 pub mod leader;
+pub mod membership;
 pub mod metrics;
 pub mod render;
 pub mod roll;

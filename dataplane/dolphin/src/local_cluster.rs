@@ -140,17 +140,21 @@ impl LocalCluster {
         shard.replicas.iter().find(|r| r.id == replica).map(|r| r.addr.clone())
     }
 
-    /// Adds a replica to a shard in the topology (a newer version of the file) and starts it
-    /// waiting to be added by the leader as a learner. Returns its id.
+    /// Adds a replica to a shard in the topology (a newer version of the file, naming the
+    /// shard's founders if it did not yet) and starts it: not a founder, it waits to be added
+    /// by the leader as a learner. Returns its id.
     pub fn add_replica(&mut self, shard: u32) -> anyhow::Result<u64> {
         let addr = free_addr()?;
         let entry =
             self.topology.shards.iter_mut().find(|s| s.id == shard).context("no such shard")?;
+        if entry.founders.is_empty() {
+            entry.founders = entry.replicas.iter().map(|r| r.id).collect();
+        }
         let id = entry.replicas.iter().map(|r| r.id).max().unwrap_or(0) + 1;
         entry.replicas.push(Replica { id, addr });
         self.topology.version += 1;
         std::fs::write(self.spec.dir.join("topology.yaml"), self.topology.to_yaml())?;
-        self.spawn_replica(shard, id, &["--no-bootstrap"])?;
+        self.spawn_replica(shard, id, &[])?;
         Ok(id)
     }
 

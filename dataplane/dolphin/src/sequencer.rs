@@ -59,10 +59,11 @@ pub async fn run(args: SequencerArgs, shutdown: CancellationToken) -> anyhow::Re
     let listener = TcpListener::bind(&listen)
         .await
         .with_context(|| format!("failed to listen on {listen}"))?;
+    // A replica added to a running shard (not a founder, or told so) waits for the leader.
     let bootstrap = if args.no_bootstrap {
         Default::default()
     } else {
-        shard.replicas.iter().map(|r| (r.id, r.addr.clone())).collect()
+        shard.bootstrap_members(args.id).into_iter().map(|r| (r.id, r.addr.clone())).collect()
     };
     let registry = prometheus::Registry::new();
     let metrics = SequencerMetrics::register(&registry)?;

@@ -52,6 +52,24 @@ pub struct Shard {
     pub slots: Vec<[u32; 2]>,
     #[serde(default)]
     pub replicas: Vec<Replica>,
+    /// The replicas that formed the shard, when replicas were added since: only these
+    /// bootstrap a fresh shard (with themselves as its first members); a later one waits for
+    /// the leader to add it. Empty: every listed replica is a founder.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub founders: Vec<ReplicaId>,
+}
+
+impl Shard {
+    /// The first membership a replica `me` of this shard proposes when it finds its folder
+    /// fresh: the founders (every replica, unless founders are named), or nothing when `me`
+    /// is not one of them.
+    pub fn bootstrap_members(&self, me: ReplicaId) -> Vec<&Replica> {
+        let founder = |id: ReplicaId| self.founders.is_empty() || self.founders.contains(&id);
+        if !founder(me) {
+            return Vec::new();
+        }
+        self.replicas.iter().filter(|r| founder(r.id)).collect()
+    }
 }
 
 /// One replica of a shard.
@@ -75,7 +93,7 @@ impl Topology {
                 let len = per + u32::from(id < extra);
                 let range = [first, first + len - 1];
                 first += len;
-                Shard { id, slots: vec![range], replicas: Vec::new() }
+                Shard { id, slots: vec![range], replicas: Vec::new(), founders: Vec::new() }
             })
             .collect();
         Topology { version: 1, epoch: epoch.into(), slots, shards }
@@ -193,6 +211,20 @@ pub fn slot_of(conv: &str, slots: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_founders_bootstrap_and_with_founders_alone() {
+        let mut shard = Topology::even("e", 1, DEFAULT_SLOTS).shards.remove(0);
+        shard.replicas = (1..=5).map(|id| Replica { id, addr: format!("r{id}:7000") }).collect();
+        let ids = |members: Vec<&Replica>| members.iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(shard.bootstrap_members(4)), [1, 2, 3, 4, 5], "no founders: everyone");
+        shard.founders = vec![1, 2, 3];
+        assert_eq!(ids(shard.bootstrap_members(2)), [1, 2, 3]);
+        assert!(shard.bootstrap_members(4).is_empty(), "an added replica waits to be added");
+        let mut topology = Topology::even("e", 1, DEFAULT_SLOTS);
+        topology.shards[0] = shard;
+        assert_eq!(Topology::from_yaml(&topology.to_yaml()).unwrap(), topology);
+    }
 
     #[test]
     fn even_maps_cover_every_slot_once() {

@@ -84,20 +84,29 @@ pub fn plan(cluster: &ImCluster, existing: Option<&Topology>) -> Result<Topology
             ),
         });
     }
-    if spec.replicas != running_replicas {
+    // Growing adds replicas that wait to be added by their shard's leader (as learners, then
+    // voters: see `membership`); the ones that formed the shard stay its founders. Shrinking
+    // would remove voters and is refused.
+    let replicas = if spec.replicas < running_replicas {
         refusals.push(Refusal {
-            reason: "ReplicasChangeUnsupported",
+            reason: "ReplicasShrinkUnsupported",
             message: format!(
                 "sequencer.replicas is {} but the shards run {running_replicas}: the operator \
-                 does not change the membership of running shards yet, so they keep \
+                 does not remove replicas from running shards, so they keep \
                  {running_replicas} replicas",
                 spec.replicas
             ),
         });
-    }
+        running_replicas
+    } else {
+        spec.replicas
+    };
 
     for shard in &mut topology.shards {
-        shard.replicas = (1..=u64::from(running_replicas))
+        if replicas > running_replicas && shard.founders.is_empty() {
+            shard.founders = (1..=u64::from(running_replicas)).collect();
+        }
+        shard.replicas = (1..=u64::from(replicas))
             .map(|id| Replica { id, addr: replica_addr(cluster, &ns, shard.id, id) })
             .collect();
     }
@@ -179,13 +188,32 @@ mod tests {
     }
 
     #[test]
-    fn other_replica_counts_are_refused_and_the_running_count_is_kept() {
+    fn more_replicas_are_listed_with_the_first_ones_as_founders() {
         let mut cluster = fixtures::standard();
         let running = plan(&cluster, None).unwrap().topology;
+        assert!(running.shards.iter().all(|s| s.founders.is_empty()));
         cluster.spec.sequencer.replicas = 5;
         let next = plan(&cluster, Some(&running)).unwrap();
+        assert!(next.refusals.is_empty(), "{:?}", next.refusals);
+        assert_eq!(next.replicas(), 5);
+        assert_eq!(next.topology.version, running.version + 1);
+        for shard in &next.topology.shards {
+            assert_eq!(shard.founders, [1, 2, 3]);
+            assert!(shard.bootstrap_members(4).is_empty(), "added replicas wait to be added");
+        }
+        // Founders stay what they were once the cluster runs five.
+        let again = plan(&cluster, Some(&next.topology)).unwrap();
+        assert_eq!(again.topology, next.topology);
+    }
+
+    #[test]
+    fn fewer_replicas_are_refused_and_the_running_count_is_kept() {
+        let mut cluster = fixtures::standard();
+        let running = plan(&cluster, None).unwrap().topology;
+        cluster.spec.sequencer.replicas = 1;
+        let next = plan(&cluster, Some(&running)).unwrap();
         assert_eq!(next.replicas(), 3);
-        assert_eq!(next.refusals[0].reason, "ReplicasChangeUnsupported");
+        assert_eq!(next.refusals[0].reason, "ReplicasShrinkUnsupported");
     }
 
     #[test]

@@ -46,6 +46,13 @@ if [ "${DOLPHIN_SKIP_OPERATOR_E2E:-0}" != 1 ]; then
     DOLPHIN_OPERATOR_BIN="$CARGO_TARGET_DIR/debug/dolphin-operator" e2e/operator/run.sh
 fi
 
+# The Helm chart: lint, schema, server-side dry run, install, the chart's operator
+# reconciling with the chart's RBAC, uninstall. Same control plane, same switch.
+if [ "${DOLPHIN_SKIP_OPERATOR_E2E:-0}" != 1 ]; then
+    step "Helm chart end to end (helm lint, template, install into the control plane)"
+    DOLPHIN_OPERATOR_BIN="$CARGO_TARGET_DIR/debug/dolphin-operator" e2e/helm/run.sh
+fi
+
 step "protocol conformance (a client written from the protocol text alone)"
 DOLPHIN_BIN="$CARGO_TARGET_DIR/debug/dolphin" e2e/conformance/run.sh
 

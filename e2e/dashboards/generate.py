@@ -28,6 +28,11 @@ LEADER = 'role="leader"'
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
 
+# The states of dolphin_edge_connections.
+OPEN = 'state="open"'
+CLOSING = 'state="closing"'
+
+
 def sel(extra=""):
     return "{" + SEL + (", " + extra if extra else "") + "}"
 
@@ -74,7 +79,7 @@ OVERVIEW = [
             target(quantile(0.99, "dolphin_edge_send_push_seconds"), "p99"),
         ], "99th percentile from a send to the push of its msg to the sender", kind="stat"),
         panel("Open connections", "short", [
-            target(f"sum(dolphin_edge_connections{sel()})", "connections"),
+            target(f"sum(dolphin_edge_connections{sel(OPEN)})", "connections"),
         ], "WebSocket connections open on every edge", kind="stat"),
         panel("Shards without a leader", "short", [
             target(
@@ -124,7 +129,7 @@ OVERVIEW = [
     ]),
     ("Saturation", [
         panel("Open connections", "short", [
-            target(f"sum by (pod) (dolphin_edge_connections{sel()})", "{{pod}}"),
+            target(f"sum by (pod) (dolphin_edge_connections{sel(OPEN)})", "{{pod}}"),
         ], "WebSocket connections open, per edge pod", stack=True),
         panel("Push overflow disconnects", "short", [
             target(
@@ -249,8 +254,11 @@ SEQUENCER = [
 EDGE = [
     ("Connections", [
         panel("Open connections per edge", "short", [
-            target(f"sum by (pod) (dolphin_edge_connections{sel()})", "{{pod}}"),
+            target(f"sum by (pod) (dolphin_edge_connections{sel(OPEN)})", "{{pod}}"),
         ], "WebSocket connections open now", stack=True),
+        panel("Connections closing", "short", [
+            target(f"sum by (pod) (dolphin_edge_connections{sel(CLOSING)})", "{{pod}}"),
+        ], "connections whose close frame is on its way (slow clients hold it)"),
         panel("Connections opened per second", "reqps", [
             target(f"sum by (pod) ({rate('dolphin_edge_connections_opened_total')})", "{{pod}}"),
         ], "new WebSocket connections"),

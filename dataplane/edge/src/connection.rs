@@ -81,7 +81,7 @@ async fn run(
     let inflight = Arc::new(Semaphore::new(ctx.config.max_inflight_requests));
     let kicked = CancellationToken::new();
     let session = ctx.sessions.add(&caller.user, &caller.device, encoding, push_tx, kicked.clone());
-    ctx.metrics.connections.inc();
+    ctx.metrics.connections.with_label_values(&["open"]).inc();
     ctx.metrics.connections_opened.inc();
     debug!("connected");
 
@@ -103,15 +103,17 @@ async fn run(
     let heartbeat = ctx.config.heartbeat;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut last_heard = Instant::now();
+    // The close frame to send once the loop ends, if the server ends the connection.
+    let mut farewell: Option<(u16, &'static str)> = None;
     while open {
         tokio::select! {
             biased;
             () = shutdown.cancelled() => {
-                close(&mut sink, CLOSE_GOING_AWAY, "server shutting down").await;
+                farewell = Some((CLOSE_GOING_AWAY, "server shutting down"));
                 break;
             }
             () = kicked.cancelled() => {
-                close(&mut sink, CLOSE_TOO_SLOW, "too slow to take pushes; reconnect and sync").await;
+                farewell = Some((CLOSE_TOO_SLOW, "too slow to take pushes; reconnect and sync"));
                 break;
             }
             Some(reply) = replies.recv() => {
@@ -135,7 +137,7 @@ async fn run(
                     Some(Ok(Message::Close(_))) | None => break,
                     Some(Err(error)) => {
                         if is_too_big(error) {
-                            close(&mut sink, CLOSE_TOO_BIG, "frame over the size limit").await;
+                            farewell = Some((CLOSE_TOO_BIG, "frame over the size limit"));
                         }
                         break;
                     }
@@ -143,7 +145,7 @@ async fn run(
             }
             _ = ticker.tick() => {
                 if last_heard.elapsed() > heartbeat * 2 {
-                    close(&mut sink, 1000, "no heartbeat").await;
+                    farewell = Some((1000, "no heartbeat"));
                     break;
                 }
                 open = sink.send(Message::Ping(Default::default())).await.is_ok();
@@ -151,8 +153,15 @@ async fn run(
         }
     }
 
+    // Closing: no more pushes, and the close frame (which a slow client may take a while to
+    // accept) on its way.
     ctx.sessions.remove(&conn.caller.user, session);
-    ctx.metrics.connections.dec();
+    ctx.metrics.connections.with_label_values(&["open"]).dec();
+    ctx.metrics.connections.with_label_values(&["closing"]).inc();
+    if let Some((code, reason)) = farewell {
+        close(&mut sink, code, reason).await;
+    }
+    ctx.metrics.connections.with_label_values(&["closing"]).dec();
     debug!("disconnected");
 }
 

@@ -1,12 +1,15 @@
 //! The metrics of an edge.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 /// Counters and histograms of one edge.
 #[derive(Clone, Debug)]
 pub struct EdgeMetrics {
-    /// Open WebSocket connections.
-    pub connections: IntGauge,
+    /// WebSocket connections by state: `open` (serving) or `closing` (its close frame on the
+    /// way).
+    pub connections: IntGaugeVec,
     /// Connections opened since start.
     pub connections_opened: IntCounter,
     /// Upgrades refused, by reason (`unauthorized`, `bad_request`).
@@ -38,7 +41,10 @@ impl EdgeMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let latency = || prometheus::exponential_buckets(0.0005, 2.0, 15);
         let metrics = EdgeMetrics {
-            connections: IntGauge::new("dolphin_edge_connections", "Open WebSocket connections.")?,
+            connections: IntGaugeVec::new(
+                Opts::new("dolphin_edge_connections", "WebSocket connections, by state."),
+                &["state"],
+            )?,
             connections_opened: IntCounter::new(
                 "dolphin_edge_connections_opened_total",
                 "WebSocket connections opened.",
@@ -108,6 +114,9 @@ impl EdgeMetrics {
         // first event (and alerts and dashboards see 0 rather than nothing).
         for reason in ["unavailable", "error", "no_quorum"] {
             metrics.queue_push_failures.with_label_values(&[reason]);
+        }
+        for state in ["open", "closing"] {
+            metrics.connections.with_label_values(&[state]);
         }
         for reason in ["unauthorized", "bad_request"] {
             metrics.refused.with_label_values(&[reason]);

@@ -371,6 +371,14 @@ OPERATOR = [
                 "{{kind}}",
             ),
         ], "objects the operator changed, by kind", stack=True),
+        panel("Clusters by condition", "short", [
+            target(
+                "max by (condition, status) "
+                f"(dolphin_operator_clusters{{{OP_SEL}}})",
+                "{{condition}} {{status}}",
+            ),
+        ], "managed ImClusters by the status of each condition (max over operator replicas: "
+           "each counts every cluster)"),
     ]),
 ]
 

@@ -119,6 +119,10 @@ metric() {
                           END { print sum + 0 }'
 }
 
+metric_is() {
+    [[ "$(metric "$1" "$2")" == "$3" ]]
+}
+
 metric_above() {
     (($(metric "$1" "$2") > $3))
 }
@@ -353,7 +357,11 @@ check_status() {
         event_recorded TopologyWritten
     cp_wait 30 "Event Ready on ImCluster chat" "the operator's event recorder" \
         event_recorded Ready
-    pass "status: Ready, Stable, observedGeneration, 3/3 per shard, leader unknown, 2 edges, Events"
+    # Counted from the operator's cache every 10 s.
+    cp_wait 30 "dolphin_operator_clusters to count one Ready cluster" "operator a's /metrics" \
+        metric_is a 'dolphin_operator_clusters{condition="Ready",status="True"}' 1
+    pass "status: Ready, Stable, observedGeneration, 3/3 per shard, leader unknown, 2 edges," \
+        "Events, counted Ready in /metrics"
 }
 
 # A reconcile of an unchanged cluster writes nothing: poke the ImCluster (an annotation

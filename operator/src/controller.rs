@@ -122,10 +122,24 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let client = ctx.client.clone();
     let owned =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
-    Controller::new(Api::<ImCluster>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
-        .owns(Api::<Deployment>::all(client.clone()), owned.clone())
-        .owns(Api::<ConfigMap>::all(client), owned)
+    let controller =
+        Controller::new(Api::<ImCluster>::all(client.clone()), watcher::Config::default())
+            .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
+            .owns(Api::<Deployment>::all(client.clone()), owned.clone())
+            .owns(Api::<ConfigMap>::all(client), owned);
+    // The clusters by condition, counted from the controller's own cache: deleted clusters
+    // drop out with it.
+    let store = controller.store();
+    let metrics = ctx.metrics.clone();
+    let counting = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            every.tick().await;
+            let clusters = store.state();
+            metrics.count_clusters(clusters.iter().map(|c| c.status.as_ref()));
+        }
+    });
+    controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -134,6 +148,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
             }
         })
         .await;
+    counting.abort();
 }
 
 /// Counts and times one reconcile, and resets the object's backoff on success.

@@ -518,7 +518,7 @@ async fn health_readiness_and_metrics_are_served() {
     assert!(get("/healthz").await.ends_with("200"));
     assert!(get("/readyz").await.ends_with("200"));
     let metrics = get("/metrics").await;
-    assert!(metrics.contains("dolphin_edge_connections 1"), "{metrics}");
+    assert!(metrics.contains("dolphin_edge_connections{state=\"open\"} 1"), "{metrics}");
     assert!(metrics.contains("dolphin_sequencer_messages_ordered_total 1"), "{metrics}");
     assert!(metrics.contains("dolphin_edge_frames_in_total{type=\"send\"} 1"), "{metrics}");
 }

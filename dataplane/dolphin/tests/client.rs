@@ -76,7 +76,7 @@ async fn a_client_that_was_cut_off_catches_up_in_order_and_once() {
     wait_for(&mut events, "the disconnect", |e| matches!(e, ClientEvent::Disconnected { .. }))
         .await;
     for t in ["two", "three", "four"] {
-        alice.say("d:alice:bob", t).await;
+        alice.say_ordered("d:alice:bob", t).await;
     }
     proxy.set(Mode::Pass);
     let seen = wait_for(&mut events, "the catch-up after reconnecting", |e| {

@@ -376,7 +376,7 @@ async fn sync_lists_every_conversation_across_shards_page_by_page() {
     let mut expected = Vec::new();
     for peer in ["b1", "b2", "b3", "b4", "b5", "b6", "b7"] {
         let conv = dolphin_protocol::ids::direct_conv("alice", peer);
-        alice.say(&conv, "hi").await;
+        alice.say_ordered(&conv, "hi").await;
         expected.push(conv);
     }
     let group = alice.call(json!({"type":"group.create","title":"G","members":[]})).await;
@@ -503,7 +503,7 @@ async fn features_not_served_yet_answer_with_a_clear_error() {
 async fn health_readiness_and_metrics_are_served() {
     let server = Server::start().await;
     let mut alice = Raw::connect(&server, "alice", "phone").await;
-    alice.say("d:alice:bob", "count me").await;
+    alice.say_ordered("d:alice:bob", "count me").await;
     let get = |path: &str| {
         let url = format!("http://{}{path}", server.addr);
         async move {

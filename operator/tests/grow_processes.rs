@@ -9,7 +9,8 @@
 
 #![allow(clippy::unwrap_used, reason = "a test fails loudly on purpose")]
 
-use std::path::PathBuf;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use dolphin::local_cluster::{ClusterSpec, LocalCluster};
@@ -20,20 +21,6 @@ use dolphin_sequencer::remote::RemoteShard;
 use dolphin_state::Command;
 
 const GROW_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn dolphin_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("DOLPHIN_BIN") {
-        return path.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().and_then(|deps| deps.parent()).unwrap().join("dolphin");
-    assert!(
-        path.exists(),
-        "no dolphin binary at {}: build it with `cargo build -p dolphin`, or set DOLPHIN_BIN",
-        path.display()
-    );
-    path
-}
 
 async fn write(shard: &RemoteShard, n: u32) -> u64 {
     let command = Command::Send {
@@ -54,7 +41,8 @@ async fn write(shard: &RemoteShard, n: u32) -> u64 {
 /// Grows one shard from `from` replicas to `to` and checks the result.
 async fn grow(from: u64, to: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let spec = ClusterSpec::new(dir.path().to_path_buf(), dolphin_binary(), 1, from as u32, 0);
+    let spec =
+        ClusterSpec::new(dir.path().to_path_buf(), support::dolphin_binary(), 1, from as u32, 0);
     let mut cluster = LocalCluster::start(spec).await.unwrap();
     let first_leader = cluster.leader(0, Duration::from_secs(20)).await.unwrap();
     let addrs = |cluster: &LocalCluster| -> Vec<String> {

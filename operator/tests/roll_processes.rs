@@ -9,8 +9,9 @@
 
 #![allow(clippy::unwrap_used, reason = "a test fails loudly on purpose")]
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use dolphin::local_cluster::{ClusterSpec, LocalCluster};
@@ -21,21 +22,6 @@ use dolphin_operator::roll::{self, Step};
 const ROLL_TIMEOUT: Duration = Duration::from_secs(120);
 const LEADER_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn dolphin_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("DOLPHIN_BIN") {
-        return path.into();
-    }
-    // This test runs from target/debug/deps/; the binary is target/debug/dolphin.
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().and_then(|deps| deps.parent()).unwrap().join("dolphin");
-    assert!(
-        path.exists(),
-        "no dolphin binary at {}: build it with `cargo build -p dolphin`, or set DOLPHIN_BIN",
-        path.display()
-    );
-    path
-}
-
 async fn ready(http: &reqwest::Client, addr: &str) -> bool {
     let answer = http.get(format!("http://{addr}/readyz")).send().await;
     answer.is_ok_and(|response| response.status().is_success())
@@ -44,7 +30,7 @@ async fn ready(http: &reqwest::Client, addr: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shard_rolls_followers_first_and_its_leader_only_after_stepping_down() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = ClusterSpec::new(dir.path().to_path_buf(), dolphin_binary(), 1, 3, 0);
+    let spec = ClusterSpec::new(dir.path().to_path_buf(), support::dolphin_binary(), 1, 3, 0);
     let mut cluster = LocalCluster::start(spec).await.unwrap();
     let first_leader = cluster.leader(0, LEADER_TIMEOUT).await.unwrap();
     let http = leader::client().unwrap();

@@ -56,7 +56,11 @@ enum Command {
         #[arg(long, env = "DOLPHIN_DIRECT_MESSAGES", default_value = "anyone")]
         direct_messages: DirectMessages,
         /// Sends per second each user may sustain.
-        #[arg(long, env = "DOLPHIN_SEND_RATE", default_value_t = dolphin_edge::config::SEND_RATE_PER_SEC)]
+        #[arg(
+            long,
+            env = "DOLPHIN_SEND_RATE",
+            default_value_t = dolphin_edge::config::SEND_RATE_PER_SEC
+        )]
         send_rate: u32,
         /// Sends a user may make at once above the sustained rate.
         #[arg(long, env = "DOLPHIN_SEND_BURST", default_value_t = dolphin_edge::config::SEND_BURST)]

@@ -155,7 +155,9 @@ async fn malformed_frames_get_bad_request_and_lose_nothing() {
         )
         .await;
     assert_eq!(reply["code"], "bad_request", "unsorted direct ids");
-    let reply = alice.call(json!({"type":"send","conv":"d:alice:bob","cid":"c","body":{"kind":"system","event":"created"}})).await;
+    let system = json!({"kind":"system","event":"created"});
+    let reply =
+        alice.call(json!({"type":"send","conv":"d:alice:bob","cid":"c","body":system})).await;
     assert_eq!(reply["code"], "bad_request", "clients do not write system bodies");
     let reply = alice
         .call(json!({"type":"send","conv":"d:alice:bob","cid":"c","body":{"kind":"hologram"}}))
@@ -182,12 +184,14 @@ async fn bodies_over_64_kib_are_too_large() {
     let mut alice = Raw::connect(&server, "alice", "phone").await;
     let big = "x".repeat(64 * 1024);
     let reply = alice
-        .call(json!({"type":"send","conv":"d:alice:bob","cid":"big","body":{"kind":"text","text":big}}))
+        .call(json!({"type":"send","conv":"d:alice:bob","cid":"big",
+                     "body":{"kind":"text","text":big}}))
         .await;
     assert_eq!(reply["code"], "too_large");
     let fits = "x".repeat(64 * 1024 - 40);
     let reply = alice
-        .call(json!({"type":"send","conv":"d:alice:bob","cid":"fits","body":{"kind":"text","text":fits}}))
+        .call(json!({"type":"send","conv":"d:alice:bob","cid":"fits",
+                     "body":{"kind":"text","text":fits}}))
         .await;
     assert_eq!(reply["type"], "accepted");
 }
@@ -222,7 +226,8 @@ async fn sending_faster_than_the_rate_limit_is_rate_limited() {
     let mut codes = Vec::new();
     for i in 0..6 {
         let reply = alice
-            .call(json!({"type":"send","conv":"d:alice:bob","cid":format!("c{i}"),"body":{"kind":"text","text":"x"}}))
+            .call(json!({"type":"send","conv":"d:alice:bob","cid":format!("c{i}"),
+                         "body":{"kind":"text","text":"x"}}))
             .await;
         codes.push(reply["code"].as_str().unwrap_or(reply["type"].as_str().unwrap()).to_owned());
     }
@@ -235,7 +240,8 @@ async fn strangers_writing_to_a_direct_conversation_are_rejected_not_member() {
     let server = Server::start().await;
     let mut carol = Raw::connect(&server, "carol", "phone").await;
     carol
-        .send(json!({"type":"send","rid":"r1","conv":"d:alice:bob","cid":"c1","body":{"kind":"text","text":"x"}}))
+        .send(json!({"type":"send","rid":"r1","conv":"d:alice:bob","cid":"c1",
+                     "body":{"kind":"text","text":"x"}}))
         .await;
     assert_eq!(carol.recv().await, json!({"type":"accepted","rid":"r1","cid":"c1"}));
     let rejected = carol.recv().await;
@@ -479,7 +485,8 @@ async fn msgpack_clients_get_the_same_objects_in_binary_frames() {
     };
     let hello = decode(ws.next().await.unwrap().unwrap());
     assert_eq!(hello["type"], "hello");
-    let send = json!({"type":"send","rid":"r1","conv":"d:alice:bob","cid":"m1","body":{"kind":"text","text":"packed"}});
+    let send = json!({"type":"send","rid":"r1","conv":"d:alice:bob","cid":"m1",
+                      "body":{"kind":"text","text":"packed"}});
     ws.send(Message::Binary(rmp_serde::to_vec_named(&send).unwrap().into())).await.unwrap();
     assert_eq!(
         decode(ws.next().await.unwrap().unwrap()),

@@ -128,10 +128,15 @@ async fn run(
                 last_heard = Instant::now();
                 match incoming {
                     Some(Ok(Message::Text(text))) => {
-                        open = conn.incoming(&mut sink, text.as_bytes(), Encoding::Json, &reply_tx, &inflight).await;
+                        let bytes = text.as_bytes();
+                        open = conn
+                            .incoming(&mut sink, bytes, Encoding::Json, &reply_tx, &inflight)
+                            .await;
                     }
                     Some(Ok(Message::Binary(bytes))) => {
-                        open = conn.incoming(&mut sink, &bytes, Encoding::MsgPack, &reply_tx, &inflight).await;
+                        open = conn
+                            .incoming(&mut sink, &bytes, Encoding::MsgPack, &reply_tx, &inflight)
+                            .await;
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_))) | None => break,

@@ -182,7 +182,7 @@ impl RedisQueue {
         let starting = subscriber.clone();
         tokio::spawn(async move {
             if let Err(error) = starting.init().await {
-                warn!(%error, "failed to connect the notice subscriber; retrying in the background");
+                warn!(%error, "failed to connect the notice subscriber; retrying in background");
             }
             // Subscriptions are renewed by the client after every reconnect; the task it
             // returns runs on its own, detached.

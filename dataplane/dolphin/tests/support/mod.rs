@@ -117,7 +117,10 @@ impl Raw {
         loop {
             let message = tokio::time::timeout(WAIT, self.ws.next())
                 .await
-                .expect("no frame arrived in time: the server is silent or the test waits for the wrong frame")
+                .expect(
+                    "no frame arrived in time: the server is silent or the test waits for the \
+                     wrong frame",
+                )
                 .expect("the connection closed")
                 .expect("the connection failed");
             match message {

@@ -3,13 +3,13 @@
 
 #![allow(clippy::unwrap_used, reason = "a test fails loudly on purpose")]
 
+#[path = "support/observed.rs"]
+mod observed;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use dolphin::local_cluster::{ClusterSpec, LocalCluster};
-use dolphin_client::{Client, ClientConfig};
-use dolphin_protocol::{Body, ClientFrame, Fetch};
 use serde_json::Value;
 
 /// Labels Prometheus attaches to every target it scrapes (`cluster` by the PodMonitor's
@@ -401,12 +401,6 @@ fn every_operator_metric_queried_is_documented_with_its_labels() {
     assert!(queried > 0, "no dashboard queries the operator");
 }
 
-async fn scrape(addr: &str) -> String {
-    let response = reqwest::get(format!("http://{addr}/metrics")).await.unwrap();
-    assert!(response.status().is_success(), "{addr}/metrics answered {}", response.status());
-    response.text().await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_queried_by_a_dashboard_or_an_alert_is_exported_by_a_cluster() {
     let queries = queries();
@@ -417,46 +411,19 @@ async fn every_metric_queried_by_a_dashboard_or_an_alert_is_exported_by_a_cluste
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let spec =
-        ClusterSpec::new(dir.path().to_path_buf(), env!("CARGO_BIN_EXE_dolphin").into(), 2, 3, 1);
-    let cluster = LocalCluster::start(spec).await.expect("the local cluster starts");
-
-    // Traffic that makes every labelled series the queries select on exist: messages, a
-    // group, a refusal by the state machine (a `rejected` push), an error reply, and a
-    // refused upgrade.
-    let config = ClientConfig::new(cluster.edge_url(0).unwrap(), cluster.token("alice"), "phone");
-    let (alice, _events) = Client::connect(config).await.unwrap();
-    for n in 0..20 {
-        alice.send("d:alice:bob", Body::Text { text: format!("m{n}") }).await.unwrap();
-    }
-    let group = alice.create_group("dashboards", &["bob"]).await.unwrap();
-    alice.send(&group, Body::Text { text: "to the group".into() }).await.unwrap();
-    alice.send("g:nobody-made-this", Body::Text { text: "refused".into() }).await.unwrap();
-    let refused = alice
-        .request(|rid| {
-            ClientFrame::Fetch(Fetch {
-                rid,
-                conv: "d:bob:carol".into(),
-                after: None,
-                before: None,
-                limit: None,
-            })
-        })
-        .await;
-    assert!(refused.is_err(), "a fetch of someone else's conversation is refused");
+    let (cluster, alice, _events) = observed::cluster_after_traffic(dir.path()).await;
     let edge = cluster.edge_addrs()[0].clone();
-    let upgrade = reqwest::get(format!("http://{edge}/v1/ws?token=nonsense")).await.unwrap();
-    assert_ne!(upgrade.status(), 101);
 
     // The queue gauges are sampled by each leader every few seconds, and the rejected push
     // comes after its accepted reply: scrape until every query finds what it needs.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut exported = Exported::default();
-        exported.add(&scrape(&edge).await);
+        exported.add(&observed::scrape(&edge).await);
         for shard in 0..2 {
             for replica in 1..=3 {
-                exported.add(&scrape(&cluster.replica_addr(shard, replica).unwrap()).await);
+                exported
+                    .add(&observed::scrape(&cluster.replica_addr(shard, replica).unwrap()).await);
             }
         }
         let problems: Vec<String> = queries

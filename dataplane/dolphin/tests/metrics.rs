@@ -3,12 +3,11 @@
 
 #![allow(clippy::unwrap_used, reason = "a test fails loudly on purpose")]
 
+#[path = "support/observed.rs"]
+mod observed;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-
-use dolphin::local_cluster::{ClusterSpec, LocalCluster};
-use dolphin_client::{Client, ClientConfig};
-use dolphin_protocol::{Body, ClientFrame, Fetch};
 
 /// (name, type) of every documented metric of `component`, from the tables of docs/metrics.md.
 fn documented(component: &str) -> BTreeSet<(String, String)> {
@@ -44,12 +43,6 @@ fn observations(text: &str, name: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
-async fn scrape(addr: &str) -> String {
-    let response = reqwest::get(format!("http://{addr}/metrics")).await.unwrap();
-    assert!(response.status().is_success(), "{addr}/metrics answered {}", response.status());
-    response.text().await.unwrap()
-}
-
 /// The documented metrics missing from, or typed differently in, `scraped`.
 fn missing(
     documented: &BTreeSet<(String, String)>,
@@ -65,42 +58,15 @@ fn missing(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_metric_is_exported_after_traffic() {
     let dir = tempfile::tempdir().unwrap();
-    let spec =
-        ClusterSpec::new(dir.path().to_path_buf(), env!("CARGO_BIN_EXE_dolphin").into(), 2, 3, 1);
-    let cluster = LocalCluster::start(spec).await.expect("the local cluster starts");
-
-    // Traffic: messages, a group, a refusal by the state machine, an error reply, and a
-    // refused upgrade.
-    let config = ClientConfig::new(cluster.edge_url(0).unwrap(), cluster.token("alice"), "phone");
-    let (alice, _events) = Client::connect(config).await.unwrap();
-    for n in 0..20 {
-        alice.send("d:alice:bob", Body::Text { text: format!("m{n}") }).await.unwrap();
-    }
-    let group = alice.create_group("metrics", &["bob"]).await.unwrap();
-    alice.send(&group, Body::Text { text: "to the group".into() }).await.unwrap();
-    alice.send("g:nobody-made-this", Body::Text { text: "refused".into() }).await.unwrap();
-    let refused = alice
-        .request(|rid| {
-            ClientFrame::Fetch(Fetch {
-                rid,
-                conv: "d:bob:carol".into(),
-                after: None,
-                before: None,
-                limit: None,
-            })
-        })
-        .await;
-    assert!(refused.is_err(), "a fetch of someone else's conversation is refused");
+    let (cluster, alice, _events) = observed::cluster_after_traffic(dir.path()).await;
     let edge = cluster.edge_addrs()[0].clone();
-    let upgrade = reqwest::get(format!("http://{edge}/v1/ws?token=nonsense")).await.unwrap();
-    assert_ne!(upgrade.status(), 101);
 
     let edge_docs = documented("edge");
     let sequencer_docs = documented("sequencer");
     // The queue gauges are sampled by each leader every few seconds: scrape until they show.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let edge_text = scrape(&edge).await;
+        let edge_text = observed::scrape(&edge).await;
         let mut edge_missing = missing(&edge_docs, &exported(&edge_text));
         // Every edge histogram measures something this traffic does: each must have counted.
         for (name, _) in edge_docs.iter().filter(|(_, kind)| kind == "histogram") {
@@ -112,7 +78,7 @@ async fn every_documented_metric_is_exported_after_traffic() {
         for shard in 0..2 {
             for replica in 1..=3 {
                 let addr = cluster.replica_addr(shard, replica).unwrap();
-                replicas.extend(exported(&scrape(&addr).await));
+                replicas.extend(exported(&observed::scrape(&addr).await));
             }
         }
         let sequencer_missing = missing(&sequencer_docs, &replicas);

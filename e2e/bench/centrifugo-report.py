@@ -4,7 +4,7 @@
     centrifugo-report.py RESULTS.jsonl [--out DIR]
 
 Prints Markdown tables (fan-out per offered rate, the highest sustainable rate of each
-server, memory per idle connection), each with the Dolphin/Centrifugo ratio, and writes
+server, the catch-up storm, memory per idle connection), each with the Dolphin/Centrifugo ratio, and writes
 DIR/fanout-latency.png (p99 latency against offered load) and DIR/fanout-efficiency.png
 (deliveries per server CPU second against offered load).
 
@@ -104,6 +104,30 @@ def sustainable_table(rows):
     return "\n".join(lines)
 
 
+def catchup_table(rows):
+    by = {row["target"]: row for row in rows}
+    lines = [
+        "| system | members | missed each | storm | catch-up p50 | p99 | server CPU s "
+        "| incomplete / extra |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for target in ("dolphin", "centrifugo"):
+        row = by.get(target)
+        if row:
+            lines.append(
+                f"| {target} | {row['members']} | {row['missed']} | {row['storm_seconds']:.2f} s "
+                f"| {row['catch_up']['p50_ms']:.1f} ms | {row['catch_up']['p99_ms']:.1f} ms "
+                f"| {row['server_cpu_seconds']:.2f} | {row['incomplete']} / {row['extra']} |"
+            )
+    if "dolphin" in by and "centrifugo" in by:
+        lines.append("")
+        lines.append(
+            "Storm time, Dolphin ÷ Centrifugo: "
+            + ratio(by["dolphin"]["storm_seconds"], by["centrifugo"]["storm_seconds"])
+        )
+    return "\n".join(lines)
+
+
 def connections_table(rows):
     by = {row["target"]: row for row in rows}
     lines = [
@@ -176,6 +200,9 @@ def main():
         print("### Highest sustained rate\n")
         print(sustainable_table(rows["fanout"]) + "\n")
         plots(rows["fanout"], args.out)
+    if rows["catchup"]:
+        print("### Catch-up storm\n")
+        print(catchup_table(rows["catchup"]) + "\n")
     if rows["connections"]:
         print("### Idle connections\n")
         print(connections_table(rows["connections"]) + "\n")

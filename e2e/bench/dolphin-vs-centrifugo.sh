@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Measures Dolphin (`dolphin dev`) and Centrifugo v6 (memory engine) side by side, with the
 # same load generator, on the same cores, in one run: fan-out to one room at several offered
-# rates, and server memory per idle connection. Prints the tables of docs/benchmarks.md with
+# rates, a reconnect storm of the whole room after 100 missed messages, and server memory per
+# idle connection. Prints the tables of docs/benchmarks.md with
 # the ratios, and draws the plots.
 #
 #   e2e/bench/dolphin-vs-centrifugo.sh [--members 1000] [--rates 100,200,400,800]
@@ -54,6 +55,12 @@ main() {
         "$dolphin" bench fanout --target "$target" --centrifugo "$centrifugo" \
             --members "$members" --rate "$rates" --duration "$duration" --json |
             sed 's/^{/{"scenario":"fanout",/' >>"$file"
+    done
+    for target in dolphin centrifugo; do
+        cp_log "catch-up storm, $target: $members members reconnecting after 100 missed"
+        "$dolphin" bench catchup --target "$target" --centrifugo "$centrifugo" \
+            --members "$members" --missed 100 --json |
+            sed 's/^{/{"scenario":"catchup",/' >>"$file"
     done
     for target in dolphin centrifugo; do
         cp_log "idle connections, $target: $connections"

@@ -113,6 +113,8 @@ enum BenchCommand {
     Fanout(dolphin::bench::fanout::FanoutArgs),
     /// Many idle connections; server memory per connection.
     Connections(dolphin::bench::connections::ConnectionsArgs),
+    /// Every member of a room reconnects at once and catches up on what it missed.
+    Catchup(dolphin::bench::catchup::CatchupArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -178,6 +180,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Chat(args) => chat::run(args).await,
+        Command::Bench(BenchCommand::Catchup(args)) => {
+            dolphin::bench::catchup::run(args).await?;
+            Ok(())
+        }
         Command::Bench(BenchCommand::Connections(args)) => {
             dolphin::bench::connections::run(args).await?;
             Ok(())

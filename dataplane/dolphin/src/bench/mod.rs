@@ -1,6 +1,7 @@
 //! `dolphin bench`: load generators that measure Dolphin the way its users would, with the
 //! figures in `docs/benchmarks.md`.
 
+pub mod catchup;
 pub mod connections;
 pub mod fanout;
 pub mod sequencer;

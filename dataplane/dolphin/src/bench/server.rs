@@ -196,7 +196,8 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// Centrifugo's configuration for the benchmark: tokens signed with [`SECRET`], clients that
 /// may subscribe and publish to channels without a namespace, history so that publications
-/// carry offsets (and could be recovered, as an IM client needs), the memory engine.
+/// carry offsets and clients may recover what they missed (as an IM client needs), the memory
+/// engine.
 fn centrifugo_config(port: u16) -> serde_json::Value {
     serde_json::json!({
         "http_server": { "address": "127.0.0.1", "port": port },
@@ -213,6 +214,8 @@ fn centrifugo_config(port: u16) -> serde_json::Value {
                 "history_size": 1000,
                 "history_ttl": "300s",
                 "force_recovery": false,
+                "allow_recovery": true,
+                "allow_history_for_subscriber": true,
             }
         }
     })

@@ -158,10 +158,7 @@ pub async fn run(args: CatchupArgs) -> anyhow::Result<CatchupResult> {
             result.extra,
         )
     };
-    #[allow(clippy::print_stdout, reason = "the result is this command's output")]
-    {
-        println!("{line}");
-    }
+    super::print_result(&line);
     Ok(result)
 }
 

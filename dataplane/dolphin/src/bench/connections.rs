@@ -97,10 +97,7 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<ConnectionsResult> {
             result.server_cpu_seconds,
         )
     };
-    #[allow(clippy::print_stdout, reason = "the result is this command's output")]
-    {
-        println!("{line}");
-    }
+    super::print_result(&line);
     Ok(result)
 }
 

@@ -224,8 +224,5 @@ fn report(result: &FanoutResult, json: bool) {
             result.out_of_order,
         )
     };
-    #[allow(clippy::print_stdout, reason = "the results are this command's output")]
-    {
-        println!("{line}");
-    }
+    super::print_result(&line);
 }

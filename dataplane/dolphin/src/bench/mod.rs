@@ -60,3 +60,11 @@ impl Default for Clock {
         Self::new()
     }
 }
+
+/// Prints one line of a benchmark's results: its output, on stdout.
+pub fn print_result(line: &str) {
+    #[allow(clippy::print_stdout, reason = "the results are the command's output")]
+    {
+        println!("{line}");
+    }
+}

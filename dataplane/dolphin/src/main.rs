@@ -115,6 +115,8 @@ enum BenchCommand {
     Connections(dolphin::bench::connections::ConnectionsArgs),
     /// Every member of a room reconnects at once and catches up on what it missed.
     Catchup(dolphin::bench::catchup::CatchupArgs),
+    /// Many two-person conversations, each side writing to the other.
+    Pairs(dolphin::bench::pairs::PairsArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -180,6 +182,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Chat(args) => chat::run(args).await,
+        Command::Bench(BenchCommand::Pairs(args)) => {
+            dolphin::bench::pairs::run(args).await?;
+            Ok(())
+        }
         Command::Bench(BenchCommand::Catchup(args)) => {
             dolphin::bench::catchup::run(args).await?;
             Ok(())

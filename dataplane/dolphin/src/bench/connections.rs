@@ -103,7 +103,7 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<ConnectionsResult> {
 
 /// Raises this process's limit of open files (inherited by the server it starts) to at least
 /// `wanted`: within the hard limit, or beyond it where the process may (root).
-fn raise_open_files(wanted: u64) -> anyhow::Result<()> {
+pub(super) fn raise_open_files(wanted: u64) -> anyhow::Result<()> {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
     if soft >= wanted {

@@ -170,13 +170,17 @@ async fn one_run(args: &FanoutArgs, rate: u64) -> anyhow::Result<FanoutResult> {
     })
 }
 
-type Member = (u64, mpsc::UnboundedSender<String>, tokio::task::JoinHandle<Deliveries>);
+pub(super) type Member = (u64, mpsc::UnboundedSender<String>, tokio::task::JoinHandle<Deliveries>);
 type Joined =
     (u64, anyhow::Result<(mpsc::UnboundedSender<String>, tokio::task::JoinHandle<Deliveries>)>);
 
-fn joined(next: Option<Result<Joined, tokio::task::JoinError>>) -> anyhow::Result<Member> {
+/// A finished connection attempt of member or user `n`, or why it failed.
+pub(super) fn joined(
+    next: Option<Result<Joined, tokio::task::JoinError>>,
+) -> anyhow::Result<Member> {
     let (member, connection) = next.context("no connection attempt left")??;
-    let (say, task) = connection.with_context(|| format!("member m{member} failed to connect"))?;
+    let (say, task) =
+        connection.with_context(|| format!("connection {member} failed to connect"))?;
     Ok((member, say, task))
 }
 

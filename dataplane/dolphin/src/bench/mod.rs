@@ -4,6 +4,7 @@
 pub mod catchup;
 pub mod connections;
 pub mod fanout;
+pub mod pairs;
 pub mod sequencer;
 pub mod server;
 pub mod wire;

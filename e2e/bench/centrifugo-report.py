@@ -104,6 +104,37 @@ def sustainable_table(rows):
     return "\n".join(lines)
 
 
+def pairs_table(rows):
+    by = {row["target"]: row for row in rows}
+    lines = [
+        "| system | pairs | offered msg/s | deliveries/s | p50 | p99 | server CPU s "
+        "| deliveries per CPU s | peak RSS MiB | lost / dup / out of order |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for target in ("dolphin", "centrifugo"):
+        row = by.get(target)
+        if row:
+            lat = row["latency"]
+            lines.append(
+                f"| {target} | {row['pairs']} | {row['offered_per_second']} "
+                f"| {row['deliveries_per_second']:.0f} | {lat['p50_ms']:.2f} ms "
+                f"| {lat['p99_ms']:.2f} ms | {row['server_cpu_seconds']:.2f} "
+                f"| {row['deliveries_per_cpu_second']:.0f} "
+                f"| {row['server_peak_rss_bytes'] / 2**20:.0f} "
+                f"| {row['lost']} / {row['duplicated']} / {row['out_of_order']} |"
+            )
+    if "dolphin" in by and "centrifugo" in by:
+        d, c = by["dolphin"], by["centrifugo"]
+        lines.append("")
+        lines.append(
+            "Deliveries per CPU s, Dolphin ÷ Centrifugo: "
+            + ratio(d["deliveries_per_cpu_second"], c["deliveries_per_cpu_second"])
+            + "; p99: "
+            + ratio(d["latency"]["p99_ms"], c["latency"]["p99_ms"])
+        )
+    return "\n".join(lines)
+
+
 def catchup_table(rows):
     by = {row["target"]: row for row in rows}
     lines = [
@@ -200,6 +231,9 @@ def main():
         print("### Highest sustained rate\n")
         print(sustainable_table(rows["fanout"]) + "\n")
         plots(rows["fanout"], args.out)
+    if rows["pairs"]:
+        print("### Pairs\n")
+        print(pairs_table(rows["pairs"]) + "\n")
     if rows["catchup"]:
         print("### Catch-up storm\n")
         print(catchup_table(rows["catchup"]) + "\n")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measures Dolphin (`dolphin dev`) and Centrifugo v6 (memory engine) side by side, with the
 # same load generator, on the same cores, in one run: fan-out to one room at several offered
-# rates, a reconnect storm of the whole room after 100 missed messages, and server memory per
+# rates, 5,000 two-person conversations, a reconnect storm of the whole room after 100 missed messages, and server memory per
 # idle connection. Prints the tables of docs/benchmarks.md with
 # the ratios, and draws the plots.
 #
@@ -55,6 +55,12 @@ main() {
         "$dolphin" bench fanout --target "$target" --centrifugo "$centrifugo" \
             --members "$members" --rate "$rates" --duration "$duration" --json |
             sed 's/^{/{"scenario":"fanout",/' >>"$file"
+    done
+    for target in dolphin centrifugo; do
+        cp_log "pairs, $target: 5000 conversations, 1000 msg/s, $duration"
+        "$dolphin" bench pairs --target "$target" --centrifugo "$centrifugo" \
+            --pairs 5000 --rate 1000 --duration "$duration" --json |
+            sed 's/^{/{"scenario":"pairs",/' >>"$file"
     done
     for target in dolphin centrifugo; do
         cp_log "catch-up storm, $target: $members members reconnecting after 100 missed"

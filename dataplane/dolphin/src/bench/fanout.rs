@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::server::{Server, ServerArgs, Target};
 use super::wire::{self, Deliveries, Event};
-use super::{Clock, Percentiles};
+use super::{Clock, Delivered, Percentiles};
 
 /// The settings of `dolphin bench fanout`.
 #[derive(Clone, Debug, clap::Args)]
@@ -40,19 +40,8 @@ pub struct FanoutResult {
     pub target: Target,
     pub members: u64,
     pub offered_per_second: u64,
-    pub sent: u64,
-    pub taken: u64,
-    pub refused: u64,
-    pub seconds: f64,
-    pub deliveries: u64,
-    pub deliveries_per_second: f64,
-    pub server_cpu_seconds: f64,
-    pub deliveries_per_cpu_second: f64,
-    pub server_peak_rss_bytes: u64,
-    pub latency: Percentiles,
-    pub lost: u64,
-    pub duplicated: u64,
-    pub out_of_order: u64,
+    #[serde(flatten)]
+    pub delivered: Delivered,
 }
 
 /// Runs the scenario once per rate, each on a fresh server, and prints the results.
@@ -154,19 +143,21 @@ async fn one_run(args: &FanoutArgs, rate: u64) -> anyhow::Result<FanoutResult> {
         target: args.server.target,
         members: args.members,
         offered_per_second: rate,
-        sent,
-        taken,
-        refused,
-        seconds,
-        deliveries: totals.unique,
-        deliveries_per_second: totals.unique as f64 / seconds,
-        server_cpu_seconds: cpu,
-        deliveries_per_cpu_second: totals.unique as f64 / cpu.max(0.001),
-        server_peak_rss_bytes: peak_rss,
-        latency: Percentiles::of(&totals.latency),
-        lost,
-        duplicated: totals.duplicates,
-        out_of_order: totals.out_of_order,
+        delivered: Delivered {
+            sent,
+            taken,
+            refused,
+            seconds,
+            deliveries: totals.unique,
+            deliveries_per_second: totals.unique as f64 / seconds,
+            server_cpu_seconds: cpu,
+            deliveries_per_cpu_second: totals.unique as f64 / cpu.max(0.001),
+            server_peak_rss_bytes: peak_rss,
+            latency: Percentiles::of(&totals.latency),
+            lost,
+            duplicated: totals.duplicates,
+            out_of_order: totals.out_of_order,
+        },
     })
 }
 
@@ -208,24 +199,11 @@ fn report(result: &FanoutResult, json: bool) {
         serde_json::to_string(result).unwrap_or_default()
     } else {
         format!(
-            "{:?} members={} offered={}/s sent={} taken={} deliveries/s={:.0} \
-             p50={:.2}ms p99={:.2}ms p99.9={:.2}ms cpu={:.2}s deliveries/cpu-s={:.0} \
-             peak-rss={}MiB lost={} dup={} out-of-order={}",
+            "{:?} members={} offered={}/s {}",
             result.target,
             result.members,
             result.offered_per_second,
-            result.sent,
-            result.taken,
-            result.deliveries_per_second,
-            result.latency.p50_ms,
-            result.latency.p99_ms,
-            result.latency.p999_ms,
-            result.server_cpu_seconds,
-            result.deliveries_per_cpu_second,
-            result.server_peak_rss_bytes / (1024 * 1024),
-            result.lost,
-            result.duplicated,
-            result.out_of_order,
+            result.delivered.summary()
         )
     };
     super::print_result(&line);

@@ -69,3 +69,44 @@ pub fn print_result(line: &str) {
         println!("{line}");
     }
 }
+
+/// What a run that sends messages to online connections measured, common to its scenarios:
+/// sends, deliveries and their latency, the server's cost, and the correctness counts.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Delivered {
+    pub sent: u64,
+    pub taken: u64,
+    pub refused: u64,
+    pub seconds: f64,
+    pub deliveries: u64,
+    pub deliveries_per_second: f64,
+    pub server_cpu_seconds: f64,
+    pub deliveries_per_cpu_second: f64,
+    pub server_peak_rss_bytes: u64,
+    pub latency: Percentiles,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub out_of_order: u64,
+}
+
+impl Delivered {
+    /// The figures as one line of text.
+    pub fn summary(&self) -> String {
+        format!(
+            "sent={} taken={} deliveries/s={:.0} p50={:.2}ms p99={:.2}ms p99.9={:.2}ms \
+             cpu={:.2}s deliveries/cpu-s={:.0} peak-rss={}MiB lost={} dup={} out-of-order={}",
+            self.sent,
+            self.taken,
+            self.deliveries_per_second,
+            self.latency.p50_ms,
+            self.latency.p99_ms,
+            self.latency.p999_ms,
+            self.server_cpu_seconds,
+            self.deliveries_per_cpu_second,
+            self.server_peak_rss_bytes / (1024 * 1024),
+            self.lost,
+            self.duplicated,
+            self.out_of_order,
+        )
+    }
+}

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::fanout::joined;
 use super::server::{Server, ServerArgs, Target};
 use super::wire::{self, Deliveries, Event};
-use super::{Clock, Percentiles};
+use super::{Clock, Delivered, Percentiles};
 
 /// The settings of `dolphin bench pairs`.
 #[derive(Clone, Debug, clap::Args)]
@@ -38,18 +38,8 @@ pub struct PairsResult {
     pub target: Target,
     pub pairs: u64,
     pub offered_per_second: u64,
-    pub sent: u64,
-    pub taken: u64,
-    pub seconds: f64,
-    pub deliveries: u64,
-    pub deliveries_per_second: f64,
-    pub server_cpu_seconds: f64,
-    pub deliveries_per_cpu_second: f64,
-    pub server_peak_rss_bytes: u64,
-    pub latency: Percentiles,
-    pub lost: u64,
-    pub duplicated: u64,
-    pub out_of_order: u64,
+    #[serde(flatten)]
+    pub delivered: Delivered,
 }
 
 /// Runs the scenario and prints the result.
@@ -106,12 +96,12 @@ pub async fn run(args: PairsArgs) -> anyhow::Result<PairsResult> {
     }
     let sending = started.elapsed();
 
-    let mut taken = 0u64;
+    let (mut taken, mut refused) = (0u64, 0u64);
     let drain_until = Instant::now() + Duration::from_secs(5);
-    while taken < sent {
+    while taken + refused < sent {
         match tokio::time::timeout_at(drain_until.into(), events.recv()).await {
             Ok(Some(Event::Taken)) => taken += 1,
-            Ok(Some(Event::Refused(_))) => {}
+            Ok(Some(Event::Refused(_))) => refused += 1,
             _ => break,
         }
     }
@@ -139,41 +129,31 @@ pub async fn run(args: PairsArgs) -> anyhow::Result<PairsResult> {
         target: args.server.target,
         pairs: args.pairs,
         offered_per_second: args.rate,
-        sent,
-        taken,
-        seconds,
-        deliveries: unique,
-        deliveries_per_second: unique as f64 / seconds,
-        server_cpu_seconds: cpu,
-        deliveries_per_cpu_second: unique as f64 / cpu.max(0.001),
-        server_peak_rss_bytes: peak_rss,
-        latency: Percentiles::of(&latency),
-        lost,
-        duplicated,
-        out_of_order,
+        delivered: Delivered {
+            sent,
+            taken,
+            refused,
+            seconds,
+            deliveries: unique,
+            deliveries_per_second: unique as f64 / seconds,
+            server_cpu_seconds: cpu,
+            deliveries_per_cpu_second: unique as f64 / cpu.max(0.001),
+            server_peak_rss_bytes: peak_rss,
+            latency: Percentiles::of(&latency),
+            lost,
+            duplicated,
+            out_of_order,
+        },
     };
     let line = if args.json {
         serde_json::to_string(&result)?
     } else {
         format!(
-            "{:?} pairs={} offered={}/s sent={} taken={} deliveries/s={:.0} p50={:.2}ms \
-             p99={:.2}ms p99.9={:.2}ms cpu={:.2}s deliveries/cpu-s={:.0} peak-rss={}MiB \
-             lost={} dup={} out-of-order={}",
+            "{:?} pairs={} offered={}/s {}",
             result.target,
             result.pairs,
             result.offered_per_second,
-            result.sent,
-            result.taken,
-            result.deliveries_per_second,
-            result.latency.p50_ms,
-            result.latency.p99_ms,
-            result.latency.p999_ms,
-            result.server_cpu_seconds,
-            result.deliveries_per_cpu_second,
-            result.server_peak_rss_bytes / (1024 * 1024),
-            result.lost,
-            result.duplicated,
-            result.out_of_order,
+            result.delivered.summary()
         )
     };
     super::print_result(&line);

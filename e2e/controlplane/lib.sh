@@ -61,3 +61,24 @@ cp_free_port() {
     done
     cp_die "found no free port on 127.0.0.1 in 200 tries"
 }
+
+# cp_token_kubeconfig ACCOUNT NAMESPACE CA_FILE OUT: writes OUT, a kubeconfig that reaches
+# the API server ($DOLPHIN_CP_API_SERVER, trusting CA_FILE) as ServiceAccount ACCOUNT of
+# NAMESPACE with a token of 2 h, and fails unless the API server then knows it as that
+# account. For running a program with exactly the rights its RBAC grants.
+cp_token_kubeconfig() {
+    local account="$1" ns="$2" ca="$3" out="$4" token user
+    local kubectl=("$DOLPHIN_CP_BIN/kubectl" --request-timeout=10s)
+    token="$("${kubectl[@]}" create token "$account" --namespace "$ns" --duration=2h)"
+    KUBECONFIG="$out" "${kubectl[@]}" config set-cluster e2e --server "$DOLPHIN_CP_API_SERVER" \
+        --certificate-authority "$ca" --embed-certs >/dev/null
+    KUBECONFIG="$out" "${kubectl[@]}" config set-credentials "$account" --token "$token" \
+        >/dev/null
+    KUBECONFIG="$out" "${kubectl[@]}" config set-context e2e --cluster e2e --user "$account" \
+        --namespace "$ns" >/dev/null
+    KUBECONFIG="$out" "${kubectl[@]}" config use-context e2e >/dev/null
+    user="$(KUBECONFIG="$out" "${kubectl[@]}" auth whoami \
+        -o 'jsonpath={.status.userInfo.username}')"
+    [[ $user == "system:serviceaccount:$ns:$account" ]] ||
+        cp_die "the token of $ns/$account authenticates as '$user'"
+}

@@ -246,16 +246,7 @@ check_everything_enabled_is_accepted() {
 # The operator runs as the chart's ServiceAccount, with a token, so that the reconcile below
 # proves that the chart's RBAC grants enough.
 make_operator_kubeconfig() {
-    local token config="$STATE/operator.kubeconfig"
-    token="$(kube create token "$OPERATOR" --namespace "$NS" --duration=1h)"
-    KUBECONFIG="$config" kube config set-cluster e2e --server "$DOLPHIN_CP_API_SERVER" \
-        --certificate-authority "$CP_STATE/pki/ca.crt" --embed-certs >/dev/null
-    KUBECONFIG="$config" kube config set-credentials operator --token "$token" >/dev/null
-    KUBECONFIG="$config" kube config set-context e2e --cluster e2e --user operator \
-        --namespace "$NS" >/dev/null
-    KUBECONFIG="$config" kube config use-context e2e >/dev/null
-    [[ "$(KUBECONFIG="$config" kube auth whoami -o 'jsonpath={.status.userInfo.username}')" == \
-        "$OPERATOR_USER" ]] || cp_die "the token does not authenticate as the chart's account"
+    cp_token_kubeconfig "$OPERATOR" "$NS" "$CP_STATE/pki/ca.crt" "$STATE/operator.kubeconfig"
     local verb
     for verb in "delete statefulsets" "create pods" "update leases -n default" "list secrets"; do
         # shellcheck disable=SC2086

@@ -157,16 +157,8 @@ install_operator_identity() {
     kube apply -f "$ROOT/operator/deploy/rbac.yaml" >/dev/null
     kube apply --dry-run=server -f "$ROOT/operator/deploy/operator.yaml" >/dev/null ||
         cp_die "the API server refuses operator/deploy/operator.yaml"
-    local token config="$STATE/operator.kubeconfig"
-    token="$(kube create token dolphin-operator --namespace "$OPERATOR_NS" --duration=2h)"
-    KUBECONFIG="$config" kube config set-cluster e2e --server "$DOLPHIN_CP_API_SERVER" \
-        --certificate-authority "$STATE/pki/ca.crt" --embed-certs >/dev/null
-    KUBECONFIG="$config" kube config set-credentials operator --token "$token" >/dev/null
-    KUBECONFIG="$config" kube config set-context e2e --cluster e2e --user operator \
-        --namespace "$OPERATOR_NS" >/dev/null
-    KUBECONFIG="$config" kube config use-context e2e >/dev/null
-    [[ "$(KUBECONFIG="$config" kube auth whoami -o 'jsonpath={.status.userInfo.username}')" == \
-        "$OPERATOR_USER" ]] || cp_die "the operator's kubeconfig does not authenticate as it"
+    cp_token_kubeconfig dolphin-operator "$OPERATOR_NS" "$STATE/pki/ca.crt" \
+        "$STATE/operator.kubeconfig"
     local verb
     for verb in "delete statefulsets" "create pods" "update leases -n $NS" "list secrets"; do
         # shellcheck disable=SC2086

@@ -34,6 +34,12 @@ cargo clippy -j2 --workspace --all-targets -- -D warnings
 step "build"
 cargo build -j2 --workspace --all-targets
 
+# The file tests keep files in a real S3 server on loopback: s3s-fs from crates.io, installed
+# once (about 7 minutes cold on 2 cores, then cached).
+step "S3 server for the file tests (cached in \$DOLPHIN_CACHE)"
+DOLPHIN_S3_SERVER_BIN="$(e2e/s3/build.sh | tail -n 1)"
+export DOLPHIN_S3_SERVER_BIN
+
 step "unit and integration tests"
 cargo test -j2 --workspace
 

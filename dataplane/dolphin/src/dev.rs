@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use dolphin_edge::auth::Verifier;
+use dolphin_edge::invite::Invites;
 use dolphin_edge::{Backend, Edge, EdgeConfig, ShardLink};
 use dolphin_sequencer::query::{Answer, Query};
 use dolphin_sequencer::{SequencerMetrics, ShardConfig};
@@ -38,6 +39,12 @@ pub struct DevConfig {
     pub send_burst: u32,
     /// Where sends wait for their shard: the embedded queue unless a Redis URL is given.
     pub queue: crate::queue::QueueArgs,
+    /// Where uploaded files are kept: `files` in the data folder unless set otherwise.
+    pub files: dolphin_files::FilesArgs,
+    /// Call signaling and the ICE servers handed to clients.
+    pub calls: dolphin_edge::calls::CallConfig,
+    /// How long a user's last device must stay away before friends see them offline.
+    pub presence_debounce: Duration,
 }
 
 /// A running `dolphin dev`.
@@ -151,6 +158,7 @@ pub async fn start(config: DevConfig, listener: TcpListener) -> anyhow::Result<D
                 fault_injection: false,
                 raft: ShardConfig::default_raft(shard.id),
                 queue: queue.clone(),
+                router: topology.router(),
             };
             let running = replica::start(
                 spec,
@@ -172,6 +180,10 @@ pub async fn start(config: DevConfig, listener: TcpListener) -> anyhow::Result<D
     let mut edge_config = EdgeConfig::new(topology.epoch.clone(), verifier);
     edge_config.send_rate_per_sec = config.send_rate_per_sec;
     edge_config.send_burst = config.send_burst;
+    edge_config.files = config.files.open(Some(&config.data.join("files")))?;
+    edge_config.calls = config.calls.clone();
+    edge_config.invites = Some(Invites::from_token_secret(secret.as_bytes())?);
+    edge_config.presence_debounce = config.presence_debounce;
     let edge = Edge::start(edge_config, backend, queue, registry, shutdown.clone()).await?;
     let addr = listener.local_addr()?;
     info!(%addr, shards = config.shards, data = %config.data.display(), "dolphin dev started");

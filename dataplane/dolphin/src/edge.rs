@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use dolphin_edge::auth::Verifier;
+use dolphin_edge::invite::Invites;
 use dolphin_edge::{Backend, Edge, EdgeConfig};
 use dolphin_topology::Topology;
 use tokio::net::TcpListener;
@@ -42,6 +43,48 @@ pub struct EdgeArgs {
     pub send_burst: u32,
     #[command(flatten)]
     pub queue: crate::queue::QueueArgs,
+    #[command(flatten)]
+    pub files: dolphin_files::FilesArgs,
+    #[command(flatten)]
+    pub calls: CallArgs,
+    /// How long a user's last device must stay away before friends see them offline.
+    #[arg(long, env = "DOLPHIN_PRESENCE_DEBOUNCE", default_value = "5s",
+        value_parser = humantime::parse_duration)]
+    pub presence_debounce: Duration,
+}
+
+/// The settings of call signaling and of `GET /v1/ice`, shared by `dolphin edge` and `dev`.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct CallArgs {
+    /// A STUN server URL handed to clients (`stun:host:port`); repeat for several.
+    #[arg(long = "stun-url", env = "DOLPHIN_STUN_URLS", value_delimiter = ',')]
+    pub stun_urls: Vec<String>,
+    /// A TURN server URL handed to clients (`turn:host:port?transport=udp`); repeat for several.
+    #[arg(long = "turn-url", env = "DOLPHIN_TURN_URLS", value_delimiter = ',')]
+    pub turn_urls: Vec<String>,
+    /// The secret shared with the TURN servers (coturn's static-auth-secret), for credentials
+    /// in the TURN REST form.
+    #[arg(long, env = "DOLPHIN_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// How long handed-out TURN credentials stay valid.
+    #[arg(long, env = "DOLPHIN_TURN_TTL", value_parser = humantime::parse_duration)]
+    pub turn_ttl: Option<Duration>,
+    /// How long an invite rings before the call ends as missed (tests shorten it).
+    #[arg(long, hide = true, value_parser = humantime::parse_duration)]
+    pub ring_timeout: Option<Duration>,
+}
+
+impl CallArgs {
+    /// The edge's call settings: these flags over the defaults.
+    pub fn config(&self) -> dolphin_edge::calls::CallConfig {
+        let mut config = dolphin_edge::calls::CallConfig::default();
+        config.ice.stun_urls = self.stun_urls.clone();
+        config.ice.turn_urls = self.turn_urls.clone();
+        config.ice.turn_secret = self.turn_secret.clone().filter(|s| !s.is_empty());
+        config.ice.turn_ttl = self.turn_ttl.unwrap_or(config.ice.turn_ttl);
+        config.ring_timeout = self.ring_timeout.unwrap_or(config.ring_timeout);
+        config
+    }
 }
 
 fn secret(args: &EdgeArgs) -> anyhow::Result<String> {
@@ -69,6 +112,14 @@ pub async fn run(args: EdgeArgs, shutdown: CancellationToken) -> anyhow::Result<
     let mut config = EdgeConfig::new(topology.epoch.clone(), verifier);
     config.send_rate_per_sec = args.send_rate;
     config.send_burst = args.send_burst;
+    config.files = args.files.open(None)?;
+    match &config.files {
+        Some(store) => info!(location = store.location(), "files stored"),
+        None => warn!("no --files-url or --files-dir: file uploads answer 503 unavailable"),
+    }
+    config.calls = args.calls.config();
+    config.invites = Some(Invites::from_token_secret(secret.as_bytes())?);
+    config.presence_debounce = args.presence_debounce;
 
     let backend = Arc::new(Backend::remote(&topology));
     let registry = prometheus::Registry::new();

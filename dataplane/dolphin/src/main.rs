@@ -67,6 +67,14 @@ enum Command {
         send_burst: u32,
         #[command(flatten)]
         queue: dolphin::queue::QueueArgs,
+        #[command(flatten)]
+        files: dolphin_files::FilesArgs,
+        #[command(flatten)]
+        calls: dolphin::edge::CallArgs,
+        /// How long a user's last device must stay away before friends see them offline.
+        #[arg(long, env = "DOLPHIN_PRESENCE_DEBOUNCE", default_value = "5s",
+            value_parser = humantime::parse_duration)]
+        presence_debounce: std::time::Duration,
     },
     /// Prints a token for USER, signed with the secret of the data folder (or
     /// DOLPHIN_JWT_SECRET).
@@ -143,6 +151,9 @@ async fn main() -> anyhow::Result<()> {
             send_rate,
             send_burst,
             queue,
+            files,
+            calls,
+            presence_debounce,
         } => {
             init_logging(cli.log_format);
             let policy = Policy {
@@ -160,6 +171,9 @@ async fn main() -> anyhow::Result<()> {
                 send_rate_per_sec: send_rate,
                 send_burst,
                 queue,
+                files,
+                calls: calls.config(),
+                presence_debounce,
             };
             let listener = TcpListener::bind(listen)
                 .await

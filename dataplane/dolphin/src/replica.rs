@@ -29,6 +29,8 @@ pub struct ReplicaSpec {
     pub raft: openraft::Config,
     /// The queue whose inbox this replica consumes while it leads.
     pub queue: dolphin_queue::Queue,
+    /// Routes what the shard's outbox owes other shards.
+    pub router: dolphin_topology::Router,
 }
 
 /// A running replica.
@@ -65,6 +67,12 @@ pub async fn start(
     tokio::spawn(dolphin_sequencer::inbox::run(
         shard.clone(),
         spec.queue.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(dolphin_sequencer::outbox::run(
+        shard.clone(),
+        spec.queue.clone(),
+        spec.router.clone(),
         shutdown.clone(),
     ));
     let server = tokio::spawn(async move {

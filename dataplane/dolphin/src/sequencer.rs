@@ -81,6 +81,7 @@ pub async fn run(args: SequencerArgs, shutdown: CancellationToken) -> anyhow::Re
             ..ShardConfig::default_raft(args.shard)
         },
         queue,
+        router: topology.router(),
     };
     let running = replica::start(spec, listener, registry, metrics, shutdown.clone()).await?;
     shutdown.cancelled().await;

@@ -442,3 +442,60 @@ async fn killing_an_edge_moves_its_clients_to_the_other_and_they_miss_nothing() 
     load::check(&stored, &senders, &received);
     load::check_complete(&stored, &received);
 }
+
+/// Two users whose own shard is 1 while their direct conversation (which keeps their
+/// friendship) is on shard 0: accepting writes on shard 0 and owes shard 1 both views.
+fn users_apart(router: &dolphin_topology::Router) -> (String, String) {
+    for i in 0..10_000 {
+        let (a, b) = (format!("fa{i}"), format!("fb{i}"));
+        let pair = router.shard_of(&dolphin_protocol::ids::direct_conv(&a, &b));
+        let own = [router.shard_of(&format!("u:{a}")), router.shard_of(&format!("u:{b}"))];
+        if pair == 0 && own == [1, 1] {
+            return (a, b);
+        }
+    }
+    panic!("no two users apart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_friendship_accepted_as_its_shard_leader_dies_reaches_both_users_once() {
+    use serde_json::json;
+    use support::Raw;
+
+    let mut f = fixture(&[]).await;
+    let (ann, ben) = users_apart(&f.cluster.topology.router());
+    let url = |user: &str, edge: u32| {
+        let base = f.cluster.edge_url(edge).unwrap();
+        format!("{base}/v1/ws?token={}&device=phone", f.cluster.token(user))
+    };
+    let mut a = Raw::connect_url(&url(&ann, 0)).await;
+    let mut b = Raw::connect_url(&url(&ben, 1)).await;
+    let friend = |f: &serde_json::Value| f["type"] == "friend";
+
+    let reply = a.call(json!({"type":"friend.request","user":ben})).await;
+    assert_eq!(reply["type"], "ok", "{reply}");
+    assert_eq!(b.recv_until(friend).await.0["event"], "request");
+    let leader = f.cluster.leader(0, Duration::from_secs(10)).await.unwrap();
+    let reply = b.call(json!({"type":"friend.accept","user":ann})).await;
+    assert_eq!(reply["type"], "ok", "{reply}");
+    // The accept is committed; whether its outbox was forwarded yet is up to timing. Either
+    // way the next leader owes both views and must deliver them.
+    f.cluster.kill_replica(0, leader).await.unwrap();
+
+    assert_eq!(
+        a.recv_until(friend).await.0,
+        json!({"type":"friend","event":"accepted","user":ben})
+    );
+    assert_eq!(
+        b.recv_until(friend).await.0,
+        json!({"type":"friend","event":"accepted","user":ann})
+    );
+    let list = a.call(json!({"type":"friend.list"})).await;
+    assert_eq!(list["friends"], json!([ben]), "{list}");
+    let list = b.call(json!({"type":"friend.list"})).await;
+    assert_eq!(list["friends"], json!([ann]), "{list}");
+    assert_eq!(a.silent_for(Duration::from_millis(700)).await, None, "told twice");
+    assert_eq!(b.silent_for(Duration::from_millis(300)).await, None, "told twice");
+    f.cluster.start_replica(0, leader).unwrap();
+    f.replicas_converge(0, &[1, 2, 3]).await;
+}

@@ -61,6 +61,22 @@ impl Verifier {
         })
     }
 
+    /// The user an HTTP request is made by: its token is the `token` query parameter
+    /// (`query_token`) or else an `Authorization: Bearer` header.
+    pub fn authenticate(
+        &self,
+        query_token: Option<&str>,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<String, AuthError> {
+        let bearer = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let token = query_token.or(bearer).ok_or(AuthError::Missing)?;
+        self.verify(token)
+    }
+
     /// The user a token names, if it is valid.
     pub fn verify(&self, token: &str) -> Result<String, AuthError> {
         let header = jsonwebtoken::decode_header(token)?;

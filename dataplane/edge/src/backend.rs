@@ -228,10 +228,10 @@ impl Backend {
         self.routes().shards.clone()
     }
 
-    /// Proposes a command to the shard of its conversation.
+    /// Proposes a command to the shard its key routes to.
     pub async fn submit(&self, command: Command) -> Result<Applied, ShardError> {
-        let conv = command.conv().unwrap_or_default().to_owned();
-        self.link(&conv)?.submit(command).await
+        let key = command.key().unwrap_or_default();
+        self.link(&key)?.submit(command).await
     }
 
     /// Answers a query about one conversation at its shard.
@@ -268,6 +268,26 @@ impl Backend {
         }
         let next = if more { items.last().map(|item| item.conv.clone()) } else { None };
         Ok((items, next))
+    }
+
+    /// Whether `user` is a member of a conversation, on any shard, in which a message names
+    /// `file`. Every shard is asked at once; one that cannot answer makes the answer unknown
+    /// unless another already said yes.
+    pub async fn may_read_file(&self, user: &str, file: &str) -> Result<bool, ShardError> {
+        let links = self.links();
+        let asks = links.iter().map(|(_, link)| {
+            link.query(Query::MayReadFile { user: user.to_owned(), file: file.to_owned() })
+        });
+        let answers = futures_util::future::join_all(asks).await;
+        let mut failure = None;
+        for answer in answers {
+            match answer {
+                Ok(Answer::MayReadFile { allowed: true }) => return Ok(true),
+                Ok(_) => {}
+                Err(error) => failure = Some(error),
+            }
+        }
+        failure.map_or(Ok(false), Err)
     }
 
     /// The shards that have no leader now, for readiness.

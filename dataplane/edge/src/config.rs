@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::auth::Verifier;
+use crate::invite::Invites;
 
 /// The largest WebSocket message an edge reads. Bigger than the largest body so that an
 /// oversized body is answered with `too_large` rather than by closing the connection; a
@@ -20,6 +21,13 @@ pub const MAX_INFLIGHT_REQUESTS: usize = 256;
 pub const SEND_RATE_PER_SEC: u32 = 50;
 pub const SEND_BURST: u32 = 200;
 
+/// The longest comment on a moment.
+pub const MAX_COMMENT_CHARS: usize = 2000;
+
+/// Moments per feed page unless the client asks for another number, and the most it may.
+pub const DEFAULT_FEED_LIMIT: u32 = 20;
+pub const MAX_FEED_LIMIT: u32 = 100;
+
 /// The longest group title.
 pub const MAX_TITLE_CHARS: usize = 256;
 
@@ -36,6 +44,15 @@ pub struct EdgeConfig {
     pub max_inflight_requests: usize,
     pub send_rate_per_sec: u32,
     pub send_burst: u32,
+    /// Call signaling and the ICE servers handed to clients.
+    pub calls: crate::calls::CallConfig,
+    /// Issues and checks friend invite codes; without it `friend.invite` and requests by code
+    /// are answered `unavailable`.
+    pub invites: Option<Invites>,
+    /// How long a user's last device must stay away before friends see them offline.
+    pub presence_debounce: Duration,
+    /// Where uploaded files are kept; without it `/v1/files` answers `unavailable`.
+    pub files: Option<dolphin_files::FileStore>,
 }
 
 impl EdgeConfig {
@@ -51,6 +68,10 @@ impl EdgeConfig {
             max_inflight_requests: MAX_INFLIGHT_REQUESTS,
             send_rate_per_sec: SEND_RATE_PER_SEC,
             send_burst: SEND_BURST,
+            calls: crate::calls::CallConfig::default(),
+            invites: None,
+            presence_debounce: crate::presence::DEFAULT_DEBOUNCE,
+            files: None,
         }
     }
 }

@@ -81,6 +81,7 @@ async fn run(
     let inflight = Arc::new(Semaphore::new(ctx.config.max_inflight_requests));
     let kicked = CancellationToken::new();
     let session = ctx.sessions.add(&caller.user, &caller.device, encoding, push_tx, kicked.clone());
+    tokio::spawn(crate::presence::connected(ctx.clone(), caller.user.clone()));
     ctx.metrics.connections.with_label_values(&["open"]).inc();
     ctx.metrics.connections_opened.inc();
     debug!("connected");
@@ -161,6 +162,9 @@ async fn run(
     // Closing: no more pushes, and the close frame (which a slow client may take a while to
     // accept) on its way.
     ctx.sessions.remove(&conn.caller.user, session);
+    tokio::spawn(crate::presence::disconnected(ctx.clone(), conn.caller.user.clone()));
+    // A device that leaves ends the calls it was a party of.
+    tokio::spawn(crate::calls::left(ctx.clone(), conn.caller.clone()));
     ctx.metrics.connections.with_label_values(&["open"]).dec();
     ctx.metrics.connections.with_label_values(&["closing"]).inc();
     if let Some((code, reason)) = farewell {

@@ -100,6 +100,14 @@ pub fn deliver(event: &Event, sessions: &Sessions, metrics: &EdgeMetrics) {
             let skip = Some((push.user.as_str(), device.as_str()));
             sessions.deliver(recipients.iter().map(String::as_str), &frame, skip)
         }
+        Event::Friend { user, push } => {
+            let frame = Arc::new(SharedFrame::new(ServerFrame::Friend(push.clone())));
+            sessions.deliver([user.as_str()], &frame, None)
+        }
+        Event::Moment { user, push } => {
+            let frame = Arc::new(SharedFrame::new(ServerFrame::Moment(push.clone())));
+            sessions.deliver([user.as_str()], &frame, None)
+        }
     };
     metrics.fanout.observe(delivered.queued as f64);
     if delivered.overflowed > 0 {

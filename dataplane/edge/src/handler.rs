@@ -11,11 +11,11 @@ use dolphin_protocol::{
 use dolphin_sequencer::ShardError;
 use dolphin_sequencer::query::{Answer, Query};
 use dolphin_state::query::Direction;
-use dolphin_state::{Command, Outcome};
+use dolphin_state::{Command, Outcome, moments};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::backend::Backend;
-use crate::config::{EdgeConfig, MAX_TITLE_CHARS};
+use crate::config::{EdgeConfig, MAX_COMMENT_CHARS, MAX_FEED_LIMIT, MAX_TITLE_CHARS};
 use crate::frame::SharedFrame;
 use crate::metrics::EdgeMetrics;
 use crate::sessions::Sessions;
@@ -30,6 +30,12 @@ pub struct Context {
     pub sessions: Arc<Sessions>,
     pub metrics: EdgeMetrics,
     pub limiter: DefaultKeyedRateLimiter<String>,
+    /// The calls this edge knows of, from the notices of every edge.
+    pub calls: crate::calls::Calls,
+    /// Where users are online, from the presence announcements of every edge.
+    pub presence: crate::presence::Directory,
+    /// Names this edge in presence announcements; random per process.
+    pub edge_id: u64,
 }
 
 impl Context {
@@ -50,6 +56,9 @@ impl Context {
             sessions: Arc::new(Sessions::default()),
             metrics,
             limiter,
+            calls: crate::calls::Calls::default(),
+            presence: crate::presence::Directory::default(),
+            edge_id: rand::random(),
         }
     }
 }
@@ -181,25 +190,91 @@ pub fn prepare(ctx: &Context, caller: &Caller, frame: ClientFrame) -> Action {
         | ClientFrame::GroupRemove(_)
         | ClientFrame::GroupLeave(_)
         | ClientFrame::GroupInfo(_)) => Action::Request(frame),
-        other => {
-            // NOTE: friends, moments and calls are part of the protocol but not served by this
-            // version; clients get a clear refusal instead of silence.
-            let kind = other.type_name();
-            let rid = other.rid().unwrap_or_default().to_owned();
-            Action::Reply(ServerFrame::error(
-                Some(rid),
-                ErrorCode::BadRequest,
-                format!("{kind} is not supported by this server yet"),
-            ))
+        ClientFrame::FriendRequest(ask) => match (&ask.code, &ask.user) {
+            (Some(_), Some(_)) | (None, None) => bad(&ask.rid, "give code or user, not both"),
+            (None, Some(user)) if !ids::is_valid_id(user) => {
+                bad(&ask.rid, format!("invalid user id {user:?}"))
+            }
+            (None, Some(user)) if *user == caller.user => {
+                bad(&ask.rid, "a user cannot befriend themselves")
+            }
+            _ => Action::Request(ClientFrame::FriendRequest(ask)),
+        },
+        ClientFrame::FriendAccept(about) | ClientFrame::FriendRemove(about)
+            if !ids::is_valid_id(&about.user) || about.user == caller.user =>
+        {
+            bad(&about.rid, "user must be the id of another user")
         }
+        ClientFrame::MomentPost(post) => {
+            if post.body.is_server_only() {
+                return bad(
+                    &post.rid,
+                    format!("only the server writes {} bodies", post.body.kind()),
+                );
+            }
+            let size = serde_json::to_vec(&post.body).map(|v| v.len()).unwrap_or(usize::MAX);
+            if size > ctx.config.max_body_bytes {
+                let message = format!(
+                    "the body is {size} bytes encoded, over the limit of {}",
+                    ctx.config.max_body_bytes
+                );
+                return Action::Reply(ServerFrame::error(
+                    Some(post.rid),
+                    ErrorCode::TooLarge,
+                    message,
+                ));
+            }
+            Action::Request(ClientFrame::MomentPost(post))
+        }
+        ClientFrame::MomentFeed(feed) => {
+            if let Some(limit) = feed.limit
+                && !(1..=MAX_FEED_LIMIT).contains(&limit)
+            {
+                return bad(&feed.rid, format!("limit must be 1 to {MAX_FEED_LIMIT}"));
+            }
+            if feed.before.as_deref().is_some_and(|id| moments::parse_id(id).is_none()) {
+                return bad(&feed.rid, "before must be the id of a moment");
+            }
+            if feed.user.as_deref().is_some_and(|u| !ids::is_valid_id(u)) {
+                return bad(&feed.rid, "user must be a valid user id");
+            }
+            Action::Request(ClientFrame::MomentFeed(feed))
+        }
+        ClientFrame::MomentLike(like) if moments::parse_id(&like.id).is_none() => {
+            bad(&like.rid, "not a moment id")
+        }
+        ClientFrame::MomentComment(comment) => {
+            if moments::parse_id(&comment.id).is_none() {
+                return bad(&comment.rid, "not a moment id");
+            }
+            let chars = comment.text.chars().count();
+            if chars == 0 || chars > MAX_COMMENT_CHARS {
+                let message = format!("a comment is 1 to {MAX_COMMENT_CHARS} characters");
+                return bad(&comment.rid, message);
+            }
+            Action::Request(ClientFrame::MomentComment(comment))
+        }
+        frame @ (ClientFrame::FriendInvite(_)
+        | ClientFrame::FriendAccept(_)
+        | ClientFrame::FriendRemove(_)
+        | ClientFrame::FriendList(_)
+        | ClientFrame::MomentLike(_)) => Action::Request(frame),
+        frame @ (ClientFrame::CallInvite(_)
+        | ClientFrame::CallAccept(_)
+        | ClientFrame::CallReject(_)
+        | ClientFrame::CallIce(_)
+        | ClientFrame::CallHangup(_)) => match crate::calls::check(&frame) {
+            Ok(()) => Action::Request(frame),
+            Err(message) => bad(frame.rid().unwrap_or_default(), message),
+        },
     }
 }
 
-fn unavailable(rid: &str, error: &ShardError) -> ServerFrame {
+pub(crate) fn unavailable(rid: &str, error: &ShardError) -> ServerFrame {
     ServerFrame::error(Some(rid.to_owned()), error.code(), error.to_string())
 }
 
-fn refused(rid: &str, refusal: dolphin_state::Refusal) -> ServerFrame {
+pub(crate) fn refused(rid: &str, refusal: dolphin_state::Refusal) -> ServerFrame {
     ServerFrame::error(Some(rid.to_owned()), refusal.code, refusal.message)
 }
 
@@ -313,6 +388,59 @@ pub async fn request(ctx: &Context, caller: &Caller, frame: ClientFrame) -> Serv
             };
             command_reply(ctx, &recall.rid, command).await
         }
+        ClientFrame::FriendInvite(ask) => crate::social::invite(ctx, caller, ask.rid),
+        ClientFrame::FriendRequest(ask) => crate::social::request(ctx, caller, ask).await,
+        ClientFrame::FriendAccept(about) => {
+            let command = Command::FriendAccept {
+                user: caller.user.clone(),
+                friend: about.user,
+                ts: now_ms(),
+            };
+            command_reply(ctx, &about.rid, command).await
+        }
+        ClientFrame::FriendRemove(about) => {
+            let command = Command::FriendRemove {
+                user: caller.user.clone(),
+                friend: about.user,
+                ts: now_ms(),
+            };
+            command_reply(ctx, &about.rid, command).await
+        }
+        ClientFrame::FriendList(ask) => crate::social::list(ctx, caller, ask.rid).await,
+        ClientFrame::MomentPost(post) => {
+            let ts = now_ms();
+            let id = moments::new_id(&caller.user, ts, rand::random());
+            let command =
+                Command::MomentPost { author: caller.user.clone(), id, body: post.body, ts };
+            command_reply(ctx, &post.rid, command).await
+        }
+        ClientFrame::MomentFeed(feed) => crate::social::feed(ctx, caller, feed).await,
+        ClientFrame::MomentLike(like) => {
+            let author = moments::parse_id(&like.id).map(|id| id.author.to_owned());
+            let command = Command::MomentLike {
+                user: caller.user.clone(),
+                author: author.unwrap_or_default(),
+                id: like.id,
+                ts: now_ms(),
+            };
+            command_reply(ctx, &like.rid, command).await
+        }
+        ClientFrame::MomentComment(comment) => {
+            let author = moments::parse_id(&comment.id).map(|id| id.author.to_owned());
+            let command = Command::MomentComment {
+                user: caller.user.clone(),
+                author: author.unwrap_or_default(),
+                id: comment.id,
+                text: comment.text,
+                ts: now_ms(),
+            };
+            command_reply(ctx, &comment.rid, command).await
+        }
+        frame @ (ClientFrame::CallInvite(_)
+        | ClientFrame::CallAccept(_)
+        | ClientFrame::CallReject(_)
+        | ClientFrame::CallIce(_)
+        | ClientFrame::CallHangup(_)) => crate::calls::request(ctx, caller, frame).await,
         other => {
             let rid = other.rid().unwrap_or_default();
             ServerFrame::error(Some(rid.to_owned()), ErrorCode::BadRequest, "not a request")
@@ -320,7 +448,7 @@ pub async fn request(ctx: &Context, caller: &Caller, frame: ClientFrame) -> Serv
     }
 }
 
-fn internal(rid: &str) -> ServerFrame {
+pub(crate) fn internal(rid: &str) -> ServerFrame {
     ServerFrame::error(
         Some(rid.to_owned()),
         ErrorCode::Internal,
@@ -328,7 +456,7 @@ fn internal(rid: &str) -> ServerFrame {
     )
 }
 
-async fn command_reply(ctx: &Context, rid: &str, command: Command) -> ServerFrame {
+pub(crate) async fn command_reply(ctx: &Context, rid: &str, command: Command) -> ServerFrame {
     if let Some(conv) = command.conv()
         && let Err(error) = ConvRef::parse(conv)
     {
@@ -340,6 +468,14 @@ async fn command_reply(ctx: &Context, rid: &str, command: Command) -> ServerFram
                 group.rid = Some(rid.to_owned());
                 ServerFrame::Group(group)
             }
+            Outcome::Moment { id, ts } => ServerFrame::Moment(dolphin_protocol::MomentFrame {
+                rid: Some(rid.to_owned()),
+                id,
+                ts: Some(ts),
+                event: None,
+                user: None,
+                text: None,
+            }),
             Outcome::Refused(refusal) => refused(rid, refusal),
             Outcome::Done | Outcome::Sent { .. } => ServerFrame::ok(rid),
         },
@@ -353,6 +489,10 @@ async fn command_reply(ctx: &Context, rid: &str, command: Command) -> ServerFram
 pub enum Notice {
     /// `user` is typing in `conv`; pushed to `recipients`' devices.
     Typing { conv: String, user: String, recipients: Vec<String> },
+    /// A step of a call, applied by every edge in bus order.
+    Call(crate::calls::CallNotice),
+    /// A user came online on an edge, or left it.
+    Presence(crate::presence::Announcement),
 }
 
 /// Relays a typing notice to the other members' devices, on every edge.
@@ -381,12 +521,14 @@ pub async fn typing(ctx: &Context, caller: &Caller, conv: String) {
 }
 
 /// Pushes a notice from any edge to the devices it concerns on this one.
-pub fn deliver_notice(ctx: &Context, bytes: &[u8]) {
+pub fn deliver_notice(ctx: &Arc<Context>, bytes: &[u8]) {
     let Ok(notice) = rmp_serde::from_slice::<Notice>(bytes) else { return };
     match notice {
         Notice::Typing { conv, user, recipients } => {
             let frame = Arc::new(SharedFrame::new(ServerFrame::Typing(TypingPush { conv, user })));
             ctx.sessions.deliver(recipients.iter().map(String::as_str), &frame, None);
         }
+        Notice::Call(notice) => crate::calls::apply(ctx, notice),
+        Notice::Presence(announcement) => crate::presence::deliver(ctx, announcement),
     }
 }

@@ -9,14 +9,19 @@
 
 pub mod auth;
 pub mod backend;
+pub mod calls;
 pub mod config;
 pub mod connection;
 pub mod dispatch;
 pub mod frame;
 pub mod handler;
+pub mod ice;
+pub mod invite;
 pub mod metrics;
+pub mod presence;
 pub mod server;
 pub mod sessions;
+pub mod social;
 
 pub use backend::{Backend, ShardLink};
 pub use config::EdgeConfig;

@@ -116,10 +116,22 @@ impl Edge {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/v1/ws", get(upgrade))
+            .route("/v1/ice", get(crate::ice::serve))
+            .route("/v1/invite.svg", get(invite_svg))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(ready))
             .route("/metrics", get(metrics))
             .with_state(self.clone())
+            .merge(dolphin_files::router(self.ctx.config.files.clone(), self.file_access()))
+    }
+
+    /// Answers the file endpoints' questions: tokens with the edge's verifier, conversations
+    /// naming a file from every shard.
+    fn file_access(&self) -> Arc<dyn dolphin_files::Access> {
+        Arc::new(FileAccess {
+            verifier: self.ctx.config.verifier.clone(),
+            backend: self.ctx.backend.clone(),
+        })
     }
 
     /// Waits for every connection and dispatcher to finish after the shutdown token fired.
@@ -151,16 +163,7 @@ async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let ctx = &edge.ctx;
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(token) = params.token.as_deref().or(bearer) else {
-        ctx.metrics.refused.with_label_values(&["unauthorized"]).inc();
-        return (StatusCode::UNAUTHORIZED, "missing token").into_response();
-    };
-    let user = match ctx.config.verifier.verify(token) {
+    let user = match ctx.config.verifier.authenticate(params.token.as_deref(), &headers) {
         Ok(user) => user,
         Err(error) => {
             ctx.metrics.refused.with_label_values(&["unauthorized"]).inc();
@@ -201,6 +204,34 @@ const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Bytes of queued frames written before a flush is forced.
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
+/// `GET /v1/invite.svg`: a fresh invite code of the caller, as its QR code. The code itself
+/// is in the `X-Dolphin-Invite-Code` header, for clients that show both.
+async fn invite_svg(
+    State(edge): State<Edge>,
+    Query(params): Query<ConnectParams>,
+    headers: HeaderMap,
+) -> Response {
+    let user = match edge.ctx.config.verifier.authenticate(params.token.as_deref(), &headers) {
+        Ok(user) => user,
+        Err(error) => return (StatusCode::UNAUTHORIZED, error.to_string()).into_response(),
+    };
+    let Some(invites) = &edge.ctx.config.invites else {
+        let message = "invite codes are not configured on this edge";
+        return (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+    };
+    match invites.issue(&user) {
+        Ok(issued) => {
+            let headers = [
+                (header::CONTENT_TYPE.as_str(), "image/svg+xml".to_owned()),
+                (header::CACHE_CONTROL.as_str(), "no-store".to_owned()),
+                ("x-dolphin-invite-code", issued.code),
+            ];
+            (headers, issued.qr_svg).into_response()
+        }
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+    }
+}
+
 async fn ready(State(edge): State<Edge>) -> Response {
     if !edge.ctx.queue.is_available() {
         return (StatusCode::SERVICE_UNAVAILABLE, "the queue is unreachable").into_response();
@@ -220,5 +251,28 @@ async fn metrics(State(edge): State<Edge>) -> Response {
     match TextEncoder::new().encode(&families, &mut buffer) {
         Ok(()) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], buffer).into_response(),
         Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+    }
+}
+
+/// What the file endpoints ask of an edge.
+#[derive(Debug)]
+struct FileAccess {
+    verifier: crate::auth::Verifier,
+    backend: Arc<Backend>,
+}
+
+impl dolphin_files::Access for FileAccess {
+    fn authenticate(&self, token: &str) -> Result<String, String> {
+        self.verifier.verify(token).map_err(|error| error.to_string())
+    }
+
+    fn named_for<'a>(
+        &'a self,
+        user: &'a str,
+        file: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<bool, String>> {
+        Box::pin(async move {
+            self.backend.may_read_file(user, file).await.map_err(|error| error.to_string())
+        })
     }
 }

@@ -75,6 +75,11 @@ impl Sessions {
         self.online.load(Ordering::Relaxed)
     }
 
+    /// How many connections `user` has here.
+    pub fn devices_of(&self, user: &str) -> usize {
+        self.read().get(user).map_or(0, Vec::len)
+    }
+
     /// Whether `user` has a device connected here.
     pub fn is_online(&self, user: &str) -> bool {
         self.read().contains_key(user)
@@ -108,6 +113,18 @@ impl Sessions {
             }
         }
         delivered
+    }
+
+    /// Queues `frame` for the connections of one device of `user`, with the same overflow
+    /// rule as [`Sessions::deliver`].
+    pub fn deliver_to_device(&self, user: &str, device: &str, frame: &Arc<SharedFrame>) {
+        let by_user = self.read();
+        let sessions = by_user.get(user).into_iter().flatten();
+        for session in sessions.filter(|s| s.device == device) {
+            if let Err(mpsc::error::TrySendError::Full(_)) = session.push.try_send(frame.clone()) {
+                session.kick.cancel();
+            }
+        }
     }
 
     /// Disconnects every device, so that each reconnects and catches up.

@@ -272,6 +272,9 @@ pub struct MomentFeed {
     pub rid: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before: Option<String>,
+    /// Only this user's moments (an addition to the protocol): themselves or a friend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
 }

@@ -12,6 +12,7 @@ pub mod inbox;
 pub mod log_store;
 pub mod metrics;
 pub mod network;
+pub mod outbox;
 pub mod query;
 pub mod redb_kv;
 pub mod remote;

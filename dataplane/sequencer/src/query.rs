@@ -1,9 +1,10 @@
 //! Reads a shard answers, as values, so that a local replica and a remote one answer the same
 //! requests.
 
-use dolphin_protocol::Group;
-use dolphin_state::Refusal;
+use dolphin_protocol::{Group, MomentItem};
+use dolphin_state::friends::{self, FriendList};
 use dolphin_state::query::{self, ConvPage, Direction, Page};
+use dolphin_state::{Refusal, moments};
 use serde::{Deserialize, Serialize};
 
 use crate::redb_kv::ReadKv;
@@ -33,6 +34,23 @@ pub enum Query {
     },
     /// The cluster policy this shard applies.
     Policy,
+    /// A user's friends and requests (asked of the user's shard).
+    Friends {
+        user: String,
+    },
+    /// The newest moments of `authors` that `viewer` may see (asked of the authors' shard).
+    Moments {
+        viewer: String,
+        authors: Vec<String>,
+        before: Option<String>,
+        limit: u32,
+    },
+    /// Whether `user` is a member of a conversation of this shard in which a message names
+    /// `file` (this shard's part of a download permission).
+    MayReadFile {
+        user: String,
+        file: String,
+    },
 }
 
 /// The answer to a [`Query`], variant for variant.
@@ -44,6 +62,9 @@ pub enum Answer {
     Group { result: Result<Group, Refusal> },
     Members { members: Option<Vec<String>> },
     Policy { policy: dolphin_state::Policy },
+    Friends { list: FriendList },
+    Moments { items: Vec<MomentItem> },
+    MayReadFile { allowed: bool },
 }
 
 impl Query {
@@ -63,6 +84,13 @@ impl Query {
                 Answer::Members { members: query::members_for(kv, user, conv)? }
             }
             Query::Policy => Answer::Policy { policy: dolphin_state::machine::policy(kv)? },
+            Query::MayReadFile { user, file } => {
+                Answer::MayReadFile { allowed: dolphin_state::files::may_read(kv, user, file)? }
+            }
+            Query::Friends { user } => Answer::Friends { list: friends::list(kv, user)? },
+            Query::Moments { viewer, authors, before, limit } => Answer::Moments {
+                items: moments::feed(kv, viewer, authors, before.as_deref(), *limit as usize)?,
+            },
         })
     }
 }

@@ -207,6 +207,17 @@ impl Shard {
         query(&kv).map_err(|e| ShardError::Storage(e.to_string()))
     }
 
+    /// Runs `query` on what this replica has applied so far, without confirming leadership:
+    /// possibly behind the leader. For work that tolerates a stale view (the outbox, whose
+    /// forwards are idempotent).
+    pub fn read_applied<T>(
+        &self,
+        query: impl FnOnce(&ReadKv) -> Result<T, StateError<redb::Error>>,
+    ) -> Result<T, ShardError> {
+        let kv = ReadKv::open(&self.state).map_err(|e| ShardError::Storage(e.to_string()))?;
+        query(&kv).map_err(|e| ShardError::Storage(e.to_string()))
+    }
+
     /// Follows the events this replica applies, from after log index `after` (`None`: from
     /// now).
     pub fn subscribe(&self, after: Option<u64>) -> Subscription {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use dolphin_protocol::{ErrorCode, Group, Message, ReadPush, Rejected};
+use dolphin_protocol::{ErrorCode, FriendPush, Group, Message, MomentFrame, ReadPush, Rejected};
 use serde::{Deserialize, Serialize};
 
 /// The result of applying one command.
@@ -23,6 +23,8 @@ pub enum Outcome {
     Refused(Refusal),
     /// A group was created.
     Group(Group),
+    /// A moment was posted.
+    Moment { id: String, ts: i64 },
     /// The command took effect and has nothing to report.
     Done,
 }
@@ -50,4 +52,8 @@ pub enum Event {
     Rejected { user: String, rejected: Rejected },
     /// A read position moved: for the reader's devices except `device`, and for `recipients`.
     Read { push: ReadPush, device: String, recipients: Arc<[String]> },
+    /// A change of friendship, for every device of `user`.
+    Friend { user: String, push: FriendPush },
+    /// A like or comment on a moment, for every device of its author.
+    Moment { user: String, push: MomentFrame },
 }

@@ -27,17 +27,36 @@ pub enum Table {
     /// `sender \0 conv \0 cid` -> seq (u64 big-endian), for the newest messages of each
     /// conversation.
     Dedupe,
+    /// `a \0 b` (the two user ids sorted) -> [`crate::friends::Pair`]: the friendship of two
+    /// users, kept in the shard of their direct conversation.
+    Friends,
+    /// `user \0 other` -> [`crate::friends::Link`]: one user's view of the friend graph, kept
+    /// in the user's shard.
+    FriendLinks,
+    /// Outbox number (u64 big-endian) -> a [`crate::Command`] for another shard, waiting to be
+    /// forwarded by the leader.
+    Outbox,
+    /// `author \0 moment key` -> [`crate::moments::Moment`], in the author's shard.
+    Moments,
+    /// `file \0 conv` -> empty: the conversations in which a message names a file, for
+    /// download permissions ([`crate::files`]).
+    FileConvs,
 }
 
 impl Table {
     /// Every table, in a fixed order (the order of snapshot dumps).
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 11] = [
         Table::Meta,
         Table::Convs,
         Table::Members,
         Table::UserConvs,
         Table::Messages,
         Table::Dedupe,
+        Table::Friends,
+        Table::FriendLinks,
+        Table::Outbox,
+        Table::Moments,
+        Table::FileConvs,
     ];
 
     /// The table's stable name.
@@ -49,6 +68,11 @@ impl Table {
             Table::UserConvs => "user_convs",
             Table::Messages => "messages",
             Table::Dedupe => "dedupe",
+            Table::Friends => "friends",
+            Table::FriendLinks => "friend_links",
+            Table::Outbox => "outbox",
+            Table::Moments => "moments",
+            Table::FileConvs => "file_convs",
         }
     }
 }

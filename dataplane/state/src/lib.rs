@@ -11,9 +11,12 @@
 
 pub mod command;
 pub mod event;
+pub mod files;
+pub mod friends;
 pub mod kv;
 pub mod machine;
 pub mod model;
+pub mod moments;
 pub mod query;
 
 pub use command::Command;

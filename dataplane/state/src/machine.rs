@@ -13,6 +13,7 @@ use crate::command::Command;
 use crate::event::{Applied, Event, Outcome, Refusal};
 use crate::kv::{self, Kv, KvRead, Table, pair_key, prefix_range, second_part, seq_key};
 use crate::model::{ConvMeta, DirectPolicy, Member, Policy};
+use crate::{friends, moments};
 
 /// How many of a conversation's newest messages are remembered by (sender, cid). A send
 /// repeating the sender and cid of one of them is recognised as a resend and makes no second
@@ -75,6 +76,33 @@ pub fn apply<K: Kv>(kv: &mut K, command: &Command) -> StateResult<Applied, K> {
             kv.put(Table::Meta, POLICY_KEY, &kv::encode(policy)).map_err(StateError::Store)?;
             Ok(Applied { outcome: Outcome::Done, events: Vec::new() })
         }
+        Command::FriendRequest { from, to, ts } => refusable(friends::request(kv, from, to, *ts)),
+        Command::FriendAccept { user, friend, ts } => {
+            refusable(friends::accept(kv, user, friend, *ts))
+        }
+        Command::FriendRemove { user, friend, ts } => {
+            refusable(friends::remove(kv, user, friend, *ts))
+        }
+        Command::FriendLink { user, other, state, version, .. } => {
+            let events = friends::apply_link(kv, user, other, *state, *version)?;
+            Ok(Applied { outcome: Outcome::Done, events })
+        }
+        Command::OutboxDone { ids } => {
+            friends::outbox_done(kv, ids)?;
+            Ok(Applied { outcome: Outcome::Done, events: Vec::new() })
+        }
+        Command::MomentPost { author, id, body, ts } => {
+            Ok(match moments::post(kv, author, id, body, *ts)? {
+                Ok(events) => {
+                    Applied { outcome: Outcome::Moment { id: id.clone(), ts: *ts }, events }
+                }
+                Err(refusal) => Applied { outcome: Outcome::Refused(refusal), events: Vec::new() },
+            })
+        }
+        Command::MomentLike { user, id, ts, .. } => refusable(moments::like(kv, user, id, *ts)),
+        Command::MomentComment { user, id, text, ts, .. } => {
+            refusable(moments::comment(kv, user, id, text, *ts))
+        }
     }
 }
 
@@ -127,7 +155,9 @@ fn send<K: Kv>(
             events: vec![Event::Rejected { user: from.to_owned(), rejected }],
         }
     };
-    if body.is_server_only() {
+    // A `call` body arrives as a send from the edge that ended the call (edges refuse it from
+    // clients); the other server-only kinds are written by the state machine itself.
+    if body.is_server_only() && !matches!(body, Body::Call { .. }) {
         return Ok(refuse(Refusal::new(ErrorCode::BadRequest, "only the server writes this kind")));
     }
     let meta = match ConvRef::parse(conv) {
@@ -139,7 +169,10 @@ fn send<K: Kv>(
                     "only its two users write to a direct conversation",
                 )));
             }
-            if policy(kv)?.direct_messages == DirectPolicy::Friends {
+            if policy(kv)?.direct_messages == DirectPolicy::Friends
+                && a != b
+                && !friends::are_friends(kv, a, b)?
+            {
                 return Ok(refuse(Refusal::new(
                     ErrorCode::NotFriends,
                     "direct messages need friendship in this cluster",
@@ -162,6 +195,7 @@ fn send<K: Kv>(
     };
 
     let msg = append(kv, conv, meta, from, device, cid, body.clone(), ts)?;
+    crate::files::record(kv, conv, body)?;
     remember_cid(kv, from, cid, conv, msg.seq)?;
     forget_cid_before(kv, conv, msg.seq)?;
     let recipients = members_of(kv, conv)?;
@@ -220,6 +254,15 @@ fn decode_seq<E: std::error::Error>(bytes: &[u8]) -> Result<u64, StateError<E>> 
     let bytes: [u8; 8] = bytes.try_into().map_err(|_| CorruptValue {
         table: Table::Dedupe.name(),
         reason: format!("a seq is 8 bytes, found {}", bytes.len()),
+    })?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+/// Decodes a big-endian u64 kept in the state (counters, outbox numbers).
+pub(crate) fn decode_u64<E: std::error::Error>(bytes: &[u8]) -> Result<u64, StateError<E>> {
+    let bytes: [u8; 8] = bytes.try_into().map_err(|_| CorruptValue {
+        table: Table::Meta.name(),
+        reason: format!("a counter is 8 bytes, found {}", bytes.len()),
     })?;
     Ok(u64::from_be_bytes(bytes))
 }

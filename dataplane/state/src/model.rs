@@ -36,10 +36,7 @@ pub enum DirectPolicy {
     /// Any user may write to any user.
     #[default]
     Anyone,
-    /// Only friends may write to each other.
-    ///
-    /// NOTE: the friend graph does not exist yet, so under this policy every direct message is
-    /// refused with `not_friends`. It becomes useful when friend requests land.
+    /// Only friends may write to each other (and anyone to themselves).
     Friends,
 }
 

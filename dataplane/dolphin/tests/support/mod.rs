@@ -42,6 +42,9 @@ impl Server {
             send_rate_per_sec: 1000,
             send_burst: 1000,
             queue: dolphin::queue::QueueArgs::default(),
+            files: Default::default(),
+            calls: Default::default(),
+            presence_debounce: Duration::from_millis(300),
         };
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -86,9 +89,12 @@ pub struct Raw {
 impl Raw {
     /// Connects as `user` on `device` and reads `hello`.
     pub async fn connect(server: &Server, user: &str, device: &str) -> Raw {
-        let (ws, _) = tokio_tungstenite::connect_async(server.ws_url(user, device))
-            .await
-            .expect("websocket connects");
+        Raw::connect_url(&server.ws_url(user, device)).await
+    }
+
+    /// Connects to a full `/v1/ws` URL (token and device included) and reads `hello`.
+    pub async fn connect_url(url: &str) -> Raw {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
         let mut raw = Raw { ws, hello: Value::Null, next: 0, stash: Default::default() };
         raw.hello = raw.recv().await;
         assert_eq!(raw.hello["type"], "hello", "first frame is hello");

@@ -4,6 +4,12 @@ The server is started by run.sh, which passes its address as DOLPHIN_URL (ws://h
 its HS256 secret as DOLPHIN_JWT_SECRET. Every test makes its own users with a random suffix, so
 tests neither see nor disturb each other's conversations on the one shared server.
 
+The tests of the `directMessages: friends` policy need a second server with that setting. The
+`friends_only` fixture starts it the first time a test asks for it: `dolphin dev --direct-messages
+friends` from DOLPHIN_BIN (which run.sh passes on), on a free port with a temporary data folder,
+stopped and removed at the end of the session. DOLPHIN_FRIENDS_URL and DOLPHIN_FRIENDS_JWT_SECRET
+name an already running one instead.
+
 Tests are `async def` functions. pytest alone cannot run those, and the suite pins only pytest,
 websockets, PyJWT and msgpack, so the hook below runs each one with asyncio.run, under an
 overall timeout, and closes the test's connections at its end.
@@ -14,9 +20,18 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
 import uuid
 from collections import defaultdict
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -31,6 +46,12 @@ TEST_TIMEOUT_S = 60.0
 # after the window and the test would pass. Only a protocol-level barrier would lift that.
 QUIET_WINDOW_S = 0.5
 
+# Generous because a debug build opens its shards and elects their Raft leaders before serving
+# (the same bound as run.sh's).
+HEALTH_TIMEOUT_S = 60.0
+# A second server that ignores SIGTERM this long gets SIGKILL.
+STOP_TIMEOUT_S = 10.0
+
 
 @pytest.fixture(scope="session")
 def server() -> Server:
@@ -39,6 +60,80 @@ def server() -> Server:
     if not url or not secret:
         pytest.fail("DOLPHIN_URL and DOLPHIN_JWT_SECRET are not set: run the suite with run.sh")
     return Server(url=url.rstrip("/"), secret=secret)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, drawn as run.sh draws its own.
+
+    Below Linux's ephemeral range (32768+), so an outgoing connection cannot take it before the
+    server binds it.
+    """
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise RuntimeError("found no free TCP port on 127.0.0.1 after 200 tries")
+
+
+def healthz_status(port: int) -> int | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
+            return reply.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
+
+
+@pytest.fixture(scope="session")
+def friends_only_server() -> Iterator[Server]:
+    """A server whose direct messages need friendship (`--direct-messages friends`)."""
+    url = os.environ.get("DOLPHIN_FRIENDS_URL")
+    secret = os.environ.get("DOLPHIN_FRIENDS_JWT_SECRET")
+    if url and secret:
+        yield Server(url=url.rstrip("/"), secret=secret)
+        return
+    binary = os.environ.get("DOLPHIN_BIN")
+    if not binary or not os.access(binary, os.X_OK):
+        pytest.fail(
+            f"no server binary to start a friends-only server (DOLPHIN_BIN={binary!r}): run the "
+            "suite with run.sh, or set DOLPHIN_FRIENDS_URL and DOLPHIN_FRIENDS_JWT_SECRET"
+        )
+
+    folder = Path(tempfile.mkdtemp(prefix="dolphin-conformance-friends."))
+    port = free_port()
+    log_path = folder / "server.log"
+    command = [binary, "dev", "--listen", f"127.0.0.1:{port}", "--data", str(folder / "data")]
+    command += ["--direct-messages", "friends"]
+    # The suite's own DOLPHIN_* variables stay out of the server's environment: the server reads
+    # its settings from variables of that prefix too (DOLPHIN_JWT_SECRET would replace the
+    # secret it writes into its data folder, which is read below).
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DOLPHIN_")}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
+    try:
+        deadline = time.monotonic() + HEALTH_TIMEOUT_S
+        while healthz_status(port) != 200:
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace").splitlines()[-20:]
+                state = "exited" if process.poll() is not None else "did not answer /healthz"
+                pytest.fail(
+                    f"the friends-only server ({' '.join(command)}) {state} within "
+                    f"{HEALTH_TIMEOUT_S}s; its log's last lines:\n" + "\n".join(tail)
+                )
+            # Readiness polling of another process, not synchronisation between tests.
+            time.sleep(0.2)
+        secret_text = (folder / "data" / "jwt-secret").read_text().strip()
+        yield Server(url=f"ws://127.0.0.1:{port}", secret=secret_text)
+    finally:
+        process.terminate()
+        try:
+            process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class Harness:
@@ -109,6 +204,12 @@ def dolphin(server: Server) -> Harness:
     return Harness(server)
 
 
+@pytest.fixture
+def friends_only(friends_only_server: Server) -> Harness:
+    """Like `dolphin`, on the server whose direct messages need friendship."""
+    return Harness(friends_only_server)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if not inspect.iscoroutinefunction(pyfuncitem.obj):
@@ -116,7 +217,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
     names = pyfuncitem._fixtureinfo.argnames
     kwargs = {name: pyfuncitem.funcargs[name] for name in names}
-    harness = kwargs.get("dolphin")
+    harnesses = [value for value in kwargs.values() if isinstance(value, Harness)]
 
     async def run() -> None:
         try:
@@ -126,10 +227,10 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
                 f"the test ran past {TEST_TIMEOUT_S}s: a wait without its own timeout hung"
             ) from error
         finally:
-            if isinstance(harness, Harness):
+            for harness in harnesses:
                 await harness.close()
 
     asyncio.run(run())
-    if isinstance(harness, Harness):
+    for harness in harnesses:
         harness.check()
     return True

@@ -32,8 +32,9 @@ MSGPACK_SUBPROTOCOL = "dolphin.v1.msgpack"
 MAX_BODY_BYTES = 64 * 1024
 
 # Frame types the server sends on its own, never as the answer to a request. A frame of one of
-# these types is a push even if it happened to carry a `rid`.
-PUSH_TYPES = frozenset({"hello", "msg", "rejected", "read", "typing"})
+# these types is a push even if it happened to carry a `rid`. (`moment` is not one: it is both
+# the reply to `moment.post` and, without a rid, the push of a like or a comment.)
+PUSH_TYPES = frozenset({"hello", "msg", "rejected", "read", "typing", "friend"})
 
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -386,3 +387,51 @@ class Client:
 
     async def group_info(self, conv: str) -> Frame:
         return await self.conn.request({"type": "group.info", "conv": conv})
+
+    async def friend_invite(self) -> Frame:
+        return await self.conn.request({"type": "friend.invite"})
+
+    async def friend_request(self, *, code: str | None = None, user: str | None = None) -> Frame:
+        """Asks for friendship by scan CODE or by USER id (whichever is given)."""
+        frame: Frame = {"type": "friend.request"}
+        if code is not None:
+            frame["code"] = code
+        if user is not None:
+            frame["user"] = user
+        return await self.conn.request(frame)
+
+    async def friend_accept(self, user: str) -> Frame:
+        return await self.conn.request({"type": "friend.accept", "user": user})
+
+    async def friend_remove(self, user: str) -> Frame:
+        return await self.conn.request({"type": "friend.remove", "user": user})
+
+    async def friend_list(self) -> Frame:
+        return await self.conn.request({"type": "friend.list"})
+
+    async def next_friend(self, event: str, user: str | None = None) -> Frame:
+        """Waits for the `friend` push of EVENT (naming USER, if given)."""
+
+        def match(frame: Frame) -> bool:
+            return (
+                frame.get("type") == "friend"
+                and frame.get("event") == event
+                and (user is None or frame.get("user") == user)
+            )
+
+        return await self.conn.next_push(match, what=f"the friend {event!r} push of {user}")
+
+    async def moment_post(self, body: Any) -> Frame:
+        return await self.conn.request({"type": "moment.post", "body": body})
+
+    async def moment_feed(self, limit: int, before: Any = None) -> Frame:
+        frame: Frame = {"type": "moment.feed", "limit": limit}
+        if before is not None:
+            frame["before"] = before
+        return await self.conn.request(frame)
+
+    async def moment_like(self, moment: Any) -> Frame:
+        return await self.conn.request({"type": "moment.like", "id": moment})
+
+    async def moment_comment(self, moment: Any, text: str) -> Frame:
+        return await self.conn.request({"type": "moment.comment", "id": moment, "text": text})

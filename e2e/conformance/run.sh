@@ -122,8 +122,11 @@ SECRET_FILE="$DATA_DIR/data/jwt-secret"
 [[ -s "$SECRET_FILE" ]] || die "the server answers /healthz but wrote no secret at $SECRET_FILE"
 
 set +e
+# DOLPHIN_BIN goes on for the fixture that starts a second server, one whose direct messages
+# need friendship (see conftest.py); it starts only if a selected test needs it.
 DOLPHIN_URL="ws://127.0.0.1:$PORT" \
     DOLPHIN_JWT_SECRET="$(<"$SECRET_FILE")" \
+    DOLPHIN_BIN="$DOLPHIN_BIN" \
     "$VENV/bin/python" -m pytest -p no:cacheprovider -ra --tb=short "$HERE" "$@"
 status=$?
 set -e

@@ -2,8 +2,8 @@
 
 Each test checks one promise of the document, quoted or paraphrased in its docstring, and is
 written from the document alone. Where the document can be read two ways, the test follows the
-most literal reading and says so in a comment starting "AMBIGUITY:". Friends, moments, calls
-and files are left out: the server under test does not serve them yet.
+most literal reading and says so in a comment starting "AMBIGUITY:". Friends, scan codes, the
+direct-message policy and moments are covered by test_social.py; calls and files are left out.
 
 The document lets the project add frames and fields ("it may not rename, drop or weaken
 these"), so shape checks require the documented fields with the documented values and allow

@@ -34,6 +34,8 @@ pub struct EdgeMetrics {
     pub queue_push_seconds: Histogram,
     /// Sends the queue did not take, by reason (`unavailable`, `error`, `no_quorum`).
     pub queue_push_failures: IntCounterVec,
+    /// Calls ended by a notice from this edge, by outcome.
+    pub calls: IntCounterVec,
 }
 
 impl EdgeMetrics {
@@ -109,11 +111,21 @@ impl EdgeMetrics {
                 ),
                 &["reason"],
             )?,
+            calls: IntCounterVec::new(
+                Opts::new(
+                    "dolphin_edge_calls_total",
+                    "Calls ended by this edge, by outcome: completed, missed, rejected, cancelled.",
+                ),
+                &["outcome"],
+            )?,
         };
         // Known label values start at zero, so that a rate over them exists before the
         // first event (and alerts and dashboards see 0 rather than nothing).
         for reason in ["unavailable", "error", "no_quorum"] {
             metrics.queue_push_failures.with_label_values(&[reason]);
+        }
+        for outcome in ["completed", "missed", "rejected", "cancelled"] {
+            metrics.calls.with_label_values(&[outcome]);
         }
         for state in ["open", "closing"] {
             metrics.connections.with_label_values(&[state]);
@@ -134,6 +146,7 @@ impl EdgeMetrics {
         registry.register(Box::new(metrics.event_gaps.clone()))?;
         registry.register(Box::new(metrics.send_accepted_seconds.clone()))?;
         registry.register(Box::new(metrics.send_push_seconds.clone()))?;
+        registry.register(Box::new(metrics.calls.clone()))?;
         Ok(metrics)
     }
 }

@@ -16,7 +16,12 @@ fn pdf_bytes() -> Vec<u8> {
 }
 
 fn file_body(id: &str) -> Body {
-    Body::File { file: id.into(), name: "report.pdf".into(), size: 1, mime: "application/pdf".into() }
+    Body::File {
+        file: id.into(),
+        name: "report.pdf".into(),
+        size: 1,
+        mime: "application/pdf".into(),
+    }
 }
 
 #[tokio::test]
@@ -152,7 +157,8 @@ async fn an_oversized_upload_gets_413_and_leaves_nothing_stored() {
 
     // Streamed without a length: refused when the limit is passed, the parts written so far
     // removed.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..24).map(|_| Ok(vec![7; 64 * 1024])).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..24).map(|_| Ok(vec![7; 64 * 1024])).collect();
     let response = reqwest::Client::new()
         .post(dev.files_url())
         .query(&[("name", "big.bin")])
@@ -205,8 +211,7 @@ async fn a_message_naming_a_file_does_not_open_other_files() {
     let shared = dev.upload_ok("alice", "a.pdf", pdf_bytes()).await;
     let private = dev.upload_ok("alice", "b.pdf", pdf_bytes()).await;
     let mut alice = dev.connect("alice").await;
-    let image =
-        Body::Image { file: shared["id"].as_str().unwrap().into(), width: 10, height: 10 };
+    let image = Body::Image { file: shared["id"].as_str().unwrap().into(), width: 10, height: 10 };
     alice.send_ordered("d:alice:bob", image).await;
     assert_eq!(dev.download("bob", shared["id"].as_str().unwrap(), None).await.status(), 200);
     assert_eq!(dev.download("bob", private["id"].as_str().unwrap(), None).await.status(), 403);

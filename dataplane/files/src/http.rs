@@ -112,7 +112,11 @@ struct DownloadParams {
 
 /// The user the request's token names: an `Authorization: Bearer` header, or the `token`
 /// query parameter (for links such as an `<img src>`, which cannot carry headers).
-fn caller(access: &dyn Access, headers: &HeaderMap, token: Option<&str>) -> Result<String, Refused> {
+fn caller(
+    access: &dyn Access,
+    headers: &HeaderMap,
+    token: Option<&str>,
+) -> Result<String, Refused> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -184,7 +188,8 @@ fn start_upload(
         meta::check_name(&name)?;
         Ok(name)
     });
-    let name = name.map_err(|e| Refused::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
+    let name =
+        name.map_err(|e| Refused::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -375,11 +380,8 @@ fn header_is(headers: &HeaderMap, name: header::HeaderName, expected: &str) -> b
 
 /// `attachment` with the name in the RFC 6266 form that carries any character.
 fn disposition(name: &str) -> String {
-    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'.')
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'~');
+    const KEEP: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'.').remove(b'-').remove(b'_').remove(b'~');
     let encoded = percent_encoding::utf8_percent_encode(name, KEEP);
     format!("attachment; filename*=UTF-8''{encoded}")
 }

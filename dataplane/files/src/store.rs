@@ -119,9 +119,8 @@ impl FileStore {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(&settings.bucket);
         if let Some(endpoint) = &settings.endpoint {
-            builder = builder
-                .with_endpoint(endpoint)
-                .with_allow_http(endpoint.starts_with("http://"));
+            builder =
+                builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
         }
         if let Some(region) = &settings.region {
             builder = builder.with_region(region);

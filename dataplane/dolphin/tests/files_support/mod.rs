@@ -150,7 +150,9 @@ impl Connected {
             while let Some(event) = self.events.recv().await {
                 match event {
                     ClientEvent::Message(message) if message.cid == cid => return,
-                    ClientEvent::Rejected(rejected) => panic!("the message was rejected: {rejected:?}"),
+                    ClientEvent::Rejected(rejected) => {
+                        panic!("the message was rejected: {rejected:?}")
+                    }
                     _ => {}
                 }
             }

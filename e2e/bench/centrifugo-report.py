@@ -181,7 +181,7 @@ def connections_table(rows):
     return "\n".join(lines)
 
 
-def plots(rows, out):
+def plots(rows, out, suffix=""):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -212,7 +212,8 @@ def plots(rows, out):
         ax.grid(True, alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        fig.savefig(os.path.join(out, name), dpi=110)
+        stem, ext = os.path.splitext(name)
+        fig.savefig(os.path.join(out, stem + suffix + ext), dpi=110)
         plt.close(fig)
 
 
@@ -223,6 +224,10 @@ def main():
     args = parser.parse_args()
     rows = load(args.results)
     os.makedirs(args.out, exist_ok=True)
+    setups = sorted({(r["target"], r.get("setup", "?")) for rs in rows.values() for r in rs})
+    if setups:
+        print("Setups: " + ", ".join(f"{target} {setup}" for target, setup in setups) + "\n")
+    suffix = "" if all(r.get("setup") in (None, "dev", "memory") for rs in rows.values() for r in rs) else "-redis"
     if rows["fanout"]:
         table, ratios = fanout_table(rows["fanout"])
         print("### Fan-out\n")
@@ -230,7 +235,7 @@ def main():
         print(ratios + "\n")
         print("### Highest sustained rate\n")
         print(sustainable_table(rows["fanout"]) + "\n")
-        plots(rows["fanout"], args.out)
+        plots(rows["fanout"], args.out, suffix)
     if rows["pairs"]:
         print("### Pairs\n")
         print(pairs_table(rows["pairs"]) + "\n")

@@ -283,6 +283,14 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// The pid of every process of the cluster: replicas, edges and its own Redis.
+    pub fn pids(&self) -> Vec<u32> {
+        let replicas = self.replicas.values();
+        let edges = self.edges.values().map(|(child, _)| child);
+        let redis = self.redis.iter().filter_map(|r| r.child.as_ref());
+        replicas.chain(edges).chain(redis).filter_map(Child::id).collect()
+    }
+
     /// Stops every process with SIGTERM, then SIGKILL after `grace`.
     pub async fn stop(&mut self, grace: Duration) {
         let mut children: Vec<Child> = std::mem::take(&mut self.replicas).into_values().collect();

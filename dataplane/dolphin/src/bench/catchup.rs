@@ -34,6 +34,8 @@ pub struct CatchupArgs {
 #[derive(Clone, Debug, Serialize)]
 pub struct CatchupResult {
     pub target: Target,
+    /// How the target ran: `dev` or `cluster` for Dolphin, `memory` or `redis` for Centrifugo.
+    pub setup: &'static str,
     pub members: u64,
     pub missed: u64,
     /// From the first reconnect to the last member caught up.
@@ -131,6 +133,7 @@ pub async fn run(args: CatchupArgs) -> anyhow::Result<CatchupResult> {
     server.stop().await;
     let result = CatchupResult {
         target: args.server.target,
+        setup: args.server.setup(),
         members: args.members,
         missed: args.missed,
         storm_seconds,

@@ -30,6 +30,8 @@ pub struct ConnectionsArgs {
 #[derive(Clone, Debug, Serialize)]
 pub struct ConnectionsResult {
     pub target: Target,
+    /// How the target ran: `dev` or `cluster` for Dolphin, `memory` or `redis` for Centrifugo.
+    pub setup: &'static str,
     pub connections: u64,
     pub connect_seconds: f64,
     pub rss_before_bytes: u64,
@@ -73,6 +75,7 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<ConnectionsResult> {
     let cpu = server.cpu_seconds()? - cpu_before;
     let result = ConnectionsResult {
         target: server.target,
+        setup: args.server.setup(),
         connections: args.connections,
         connect_seconds,
         rss_before_bytes: rss_before,

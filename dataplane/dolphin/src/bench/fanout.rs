@@ -38,6 +38,8 @@ pub struct FanoutArgs {
 #[derive(Clone, Debug, Serialize)]
 pub struct FanoutResult {
     pub target: Target,
+    /// How the target ran: `dev` or `cluster` for Dolphin, `memory` or `redis` for Centrifugo.
+    pub setup: &'static str,
     pub members: u64,
     pub offered_per_second: u64,
     #[serde(flatten)]
@@ -141,6 +143,7 @@ async fn one_run(args: &FanoutArgs, rate: u64) -> anyhow::Result<FanoutResult> {
     let seconds = sending.as_secs_f64();
     Ok(FanoutResult {
         target: args.server.target,
+        setup: args.server.setup(),
         members: args.members,
         offered_per_second: rate,
         delivered: Delivered {

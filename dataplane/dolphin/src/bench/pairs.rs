@@ -36,6 +36,8 @@ pub struct PairsArgs {
 #[derive(Clone, Debug, Serialize)]
 pub struct PairsResult {
     pub target: Target,
+    /// How the target ran: `dev` or `cluster` for Dolphin, `memory` or `redis` for Centrifugo.
+    pub setup: &'static str,
     pub pairs: u64,
     pub offered_per_second: u64,
     #[serde(flatten)]
@@ -127,6 +129,7 @@ pub async fn run(args: PairsArgs) -> anyhow::Result<PairsResult> {
     let seconds = sending.as_secs_f64();
     let result = PairsResult {
         target: args.server.target,
+        setup: args.server.setup(),
         pairs: args.pairs,
         offered_per_second: args.rate,
         delivered: Delivered {

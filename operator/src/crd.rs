@@ -101,6 +101,10 @@ pub struct ImClusterSpec {
     pub auth: Option<AuthSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicySpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls: Option<CallsSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<FilesSpec>,
 }
 
 /// The sequencer: `shards` Raft groups of `replicas` replicas each.
@@ -323,6 +327,26 @@ pub struct AuthSpec {
     pub jwt_secret_ref: Option<SecretKeyRef>,
 }
 
+/// Calls: the ICE servers `GET /v1/ice` hands to clients. With a TURN secret, TURN URLs come
+/// with credentials in the TURN REST form that expire after `ttlSeconds`.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallsSpec {
+    /// `stun:` URLs, such as `stun:stun.example.org:3478`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stun_urls: Vec<String>,
+    /// `turn:` and `turns:` URLs, such as `turn:turn.example.org:3478?transport=udp`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub turn_urls: Vec<String>,
+    /// The secret shared with the TURN servers (coturn's `static-auth-secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn_secret: Option<SecretKeyRef>,
+    /// How long TURN credentials stay valid, in seconds (default a day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 60").message("calls.ttlSeconds must be at least 60"))]
+    pub ttl_seconds: Option<u32>,
+}
+
 /// Limits the edges apply to every user.
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -335,6 +359,43 @@ pub struct PolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 1").message("policy.sendBurst must be at least 1"))]
     pub send_burst: Option<u32>,
+}
+
+/// Uploaded files (`POST /v1/files`). Every edge must see every file, so files live in an
+/// S3-compatible bucket; without `s3`, uploads and downloads answer 503 `unavailable`.
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FilesSpec {
+    /// The largest file accepted, in bytes (default 100 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1").message("files.maxBytes must be at least 1"))]
+    pub max_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Spec>,
+}
+
+/// An S3-compatible bucket (AWS S3, MinIO, Ceph RGW, ...).
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Spec {
+    /// The server's URL, for a store other than AWS (`https://minio.example:9000`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(
+        "(self.startsWith('http://') || self.startsWith('https://')) && isURL(self)"
+    ).message("files.s3.endpoint must be an http:// or https:// URL"))]
+    pub endpoint: Option<String>,
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$')")
+        .message("files.s3.bucket must be a bucket name: 3 to 63 of a-z 0-9 . -"))]
+    pub bucket: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// A Secret in the ImCluster's namespace with the keys `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY`. Without it the edges use what their environment provides
+    /// (a workload identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(format!("size(self) <= 253 && self.matches('{DNS_SUBDOMAIN}')"))
+        .message("files.s3.credentialsSecret must be the name of a Secret"))]
+    pub credentials_secret: Option<String>,
 }
 
 /// What the operator last saw of the cluster.

@@ -35,7 +35,9 @@ pub fn deployment(cluster: &ImCluster) -> Result<Deployment, RenderError> {
             env.push(json!({"name": "DOLPHIN_SEND_BURST", "value": burst.to_string()}));
         }
     }
+    env.extend(calls_env(cluster));
     env.extend(super::redis::queue_env(cluster)?);
+    env.extend(files_env(cluster));
     let mut container = json!({
         "name": "edge",
         "image": cluster.spec.image,
@@ -75,6 +77,36 @@ pub fn deployment(cluster: &ImCluster) -> Result<Deployment, RenderError> {
     typed("the edge Deployment", value)
 }
 
+/// The keys of the Secret named by `files.s3.credentialsSecret`, which are also the variables
+/// the edge reads the S3 credentials from.
+pub const S3_CREDENTIAL_KEYS: [&str; 2] = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"];
+
+/// Where the edges keep uploaded files, and the size limit. Without a bucket nothing is set
+/// and the edges answer file requests with 503: a folder of each pod would split the files
+/// among the edges and lose them with the pod.
+fn files_env(cluster: &ImCluster) -> Vec<serde_json::Value> {
+    let Some(files) = &cluster.spec.files else { return Vec::new() };
+    let mut env = Vec::new();
+    if let Some(max) = files.max_bytes {
+        env.push(json!({"name": "DOLPHIN_MAX_FILE_BYTES", "value": max.to_string()}));
+    }
+    let Some(s3) = &files.s3 else { return env };
+    env.push(json!({"name": "DOLPHIN_FILES_URL", "value": format!("s3://{}", s3.bucket)}));
+    if let Some(endpoint) = &s3.endpoint {
+        env.push(json!({"name": "DOLPHIN_FILES_ENDPOINT", "value": endpoint}));
+    }
+    if let Some(region) = &s3.region {
+        env.push(json!({"name": "DOLPHIN_FILES_REGION", "value": region}));
+    }
+    if let Some(secret) = &s3.credentials_secret {
+        for key in S3_CREDENTIAL_KEYS {
+            let source = json!({"secretKeyRef": {"name": secret, "key": key}});
+            env.push(json!({"name": key, "valueFrom": source}));
+        }
+    }
+    env
+}
+
 /// The Service clients connect to, of the type and port the spec asks for.
 pub fn service(cluster: &ImCluster) -> Result<Service, RenderError> {
     let service = &cluster.spec.edge.service;
@@ -89,6 +121,27 @@ pub fn service(cluster: &ImCluster) -> Result<Service, RenderError> {
         },
     });
     typed("the edge Service", value)
+}
+
+/// The ICE servers the edges hand out, and the TURN secret from the user's Secret. The URL
+/// lists travel comma-separated: a URL holds no comma.
+fn calls_env(cluster: &ImCluster) -> Vec<serde_json::Value> {
+    let Some(calls) = &cluster.spec.calls else { return Vec::new() };
+    let mut env = Vec::new();
+    if !calls.stun_urls.is_empty() {
+        env.push(json!({"name": "DOLPHIN_STUN_URLS", "value": calls.stun_urls.join(",")}));
+    }
+    if !calls.turn_urls.is_empty() {
+        env.push(json!({"name": "DOLPHIN_TURN_URLS", "value": calls.turn_urls.join(",")}));
+    }
+    if let Some(secret) = &calls.turn_secret {
+        let source = json!({"secretKeyRef": {"name": secret.name, "key": secret.key}});
+        env.push(json!({"name": "DOLPHIN_TURN_SECRET", "valueFrom": source}));
+    }
+    if let Some(ttl) = calls.ttl_seconds {
+        env.push(json!({"name": "DOLPHIN_TURN_TTL", "value": format!("{ttl}s")}));
+    }
+    env
 }
 
 /// At most one edge down at a time in a drain: its clients reconnect to the others.
@@ -148,6 +201,66 @@ mod tests {
         assert_eq!(jwt["valueFrom"]["secretKeyRef"], json!({"name": "chat-jwt", "key": "secret"}));
         assert!(env.contains(&json!({"name": "DOLPHIN_SEND_RATE", "value": "5"})));
         assert!(env.contains(&json!({"name": "DOLPHIN_SEND_BURST", "value": "10"})));
+    }
+
+    #[test]
+    fn the_bucket_limit_and_credentials_reach_the_edge() {
+        let mut cluster = fixtures::external();
+        cluster.spec.files = Some(crate::crd::FilesSpec {
+            max_bytes: Some(1_000_000),
+            s3: Some(crate::crd::S3Spec {
+                endpoint: Some("http://minio.storage:9000".into()),
+                bucket: "chat-files".into(),
+                region: Some("eu-west-1".into()),
+                credentials_secret: Some("chat-s3".into()),
+            }),
+        });
+        let env = env_of(&deployment(&cluster).unwrap());
+        for (name, value) in [
+            ("DOLPHIN_MAX_FILE_BYTES", "1000000"),
+            ("DOLPHIN_FILES_URL", "s3://chat-files"),
+            ("DOLPHIN_FILES_ENDPOINT", "http://minio.storage:9000"),
+            ("DOLPHIN_FILES_REGION", "eu-west-1"),
+        ] {
+            assert!(env.contains(&json!({"name": name, "value": value})), "{name}");
+        }
+        for key in S3_CREDENTIAL_KEYS {
+            let source = json!({"secretKeyRef": {"name": "chat-s3", "key": key}});
+            assert!(env.contains(&json!({"name": key, "valueFrom": source})), "{key}");
+        }
+    }
+
+    #[test]
+    fn without_a_bucket_the_edge_gets_no_file_storage() {
+        let env = env_of(&deployment(&fixtures::standard()).unwrap());
+        assert!(!env.iter().any(|e| e["name"].as_str().unwrap().contains("FILES")));
+        let mut cluster = fixtures::standard();
+        cluster.spec.files = Some(crate::crd::FilesSpec { max_bytes: Some(5), s3: None });
+        let env = env_of(&deployment(&cluster).unwrap());
+        assert!(!env.iter().any(|e| e["name"] == "DOLPHIN_FILES_URL"));
+    }
+
+    #[test]
+    fn the_ice_servers_and_the_turn_secret_reach_the_edge() {
+        let mut cluster = fixtures::standard();
+        cluster.spec.calls = Some(crate::crd::CallsSpec {
+            stun_urls: vec!["stun:stun.example.org:3478".into()],
+            turn_urls: vec!["turn:a.example.org:3478".into(), "turns:b.example.org:5349".into()],
+            turn_secret: Some(crate::crd::SecretKeyRef { name: "turn".into(), key: "s".into() }),
+            ttl_seconds: Some(600),
+        });
+        let env = env_of(&deployment(&cluster).unwrap());
+        for (name, value) in [
+            ("DOLPHIN_STUN_URLS", "stun:stun.example.org:3478"),
+            ("DOLPHIN_TURN_URLS", "turn:a.example.org:3478,turns:b.example.org:5349"),
+            ("DOLPHIN_TURN_TTL", "600s"),
+        ] {
+            assert!(env.contains(&json!({"name": name, "value": value})), "{name}");
+        }
+        let source = json!({"secretKeyRef": {"name": "turn", "key": "s"}});
+        assert!(env.contains(&json!({"name": "DOLPHIN_TURN_SECRET", "valueFrom": source})));
+        let plain = env_of(&deployment(&fixtures::standard()).unwrap());
+        assert!(!plain.iter().any(|e| e["name"].as_str().unwrap().contains("TURN")));
     }
 
     #[test]

@@ -195,14 +195,6 @@ async def test_friend_invite_replies_invite_with_a_code_a_dolphin_link_and_an_sv
     assert root.tag in (f"{{{SVG_NAMESPACE}}}svg", "svg"), f"qr_svg's root is {root.tag}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "deviation: qr_svg begins with an XML declaration (<?xml version=\"1.0\" "
-        "standalone=\"yes\"?>) before the <svg> element, where protocol.md shows "
-        "\"qr_svg\":\"<svg ..>\""
-    ),
-)
 async def test_the_invite_qr_svg_begins_with_the_svg_element(dolphin: Harness):
     """The document shows `"qr_svg":"<svg ..>"`: the value begins with the svg element."""
     alice = await dolphin.open(dolphin.user("alice"), "phone")

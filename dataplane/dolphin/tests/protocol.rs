@@ -497,16 +497,6 @@ async fn msgpack_clients_get_the_same_objects_in_binary_frames() {
 }
 
 #[tokio::test]
-async fn features_not_served_yet_answer_with_a_clear_error() {
-    let server = Server::start().await;
-    let mut alice = Raw::connect(&server, "alice", "phone").await;
-    let reply = alice.call(json!({"type":"friend.invite"})).await;
-    assert_eq!(reply["type"], "error");
-    assert_eq!(reply["code"], "bad_request");
-    assert!(reply["message"].as_str().unwrap().contains("not supported"));
-}
-
-#[tokio::test]
 async fn health_readiness_and_metrics_are_served() {
     let server = Server::start().await;
     let mut alice = Raw::connect(&server, "alice", "phone").await;

@@ -106,7 +106,7 @@ impl Peer {
 
     /// Drives the peer until it is connected and heard the other side on the data channel.
     async fn run_until_connected(mut self) -> Peer {
-        while !(self.connected && !self.received.is_empty()) {
+        while !self.connected || self.received.is_empty() {
             self.step().await;
         }
         self
@@ -131,8 +131,10 @@ async fn two_webrtc_peers_connect_through_call_signaling() {
     change.add_channel("dolphin".into());
     let (offer, pending) = change.apply().unwrap();
     alice.drain();
+    let offer_sdp = offer.to_sdp_string();
+    assert!(!offer_sdp.contains("a=candidate"), "candidates must travel in call.ice: {offer_sdp}");
     let invite = json!({"type":"call.invite","conv":"d:alice:bob","call":"rtc1","media":"audio",
-        "sdp": offer.to_sdp_string()});
+        "sdp": offer_sdp});
     assert_eq!(alice_ws.call(invite).await["type"], "ok");
     let candidate = alice.candidate();
     let ice = json!({"type":"call.ice","call":"rtc1","candidate":candidate});
@@ -143,6 +145,7 @@ async fn two_webrtc_peers_connect_through_call_signaling() {
     let offer = SdpOffer::from_sdp_string(rang["sdp"].as_str().unwrap()).unwrap();
     let answer = bob.rtc.sdp_api().accept_offer(offer).unwrap();
     bob.drain();
+    assert!(!answer.to_sdp_string().contains("a=candidate"));
     let relayed = next_of(&mut bob_ws, "call.ice").await;
     assert_eq!(relayed["from"], "alice");
     bob.add_remote(&relayed);

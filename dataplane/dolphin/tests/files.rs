@@ -216,3 +216,34 @@ async fn a_message_naming_a_file_does_not_open_other_files() {
     assert_eq!(dev.download("bob", shared["id"].as_str().unwrap(), None).await.status(), 200);
     assert_eq!(dev.download("bob", private["id"].as_str().unwrap(), None).await.status(), 403);
 }
+
+#[tokio::test]
+async fn an_upload_cut_off_by_its_client_leaves_nothing_stored() {
+    let dev = Dev::start(&[], &[]).await;
+    // Twenty megabytes (two parts written), then the client's body fails and the request is
+    // abandoned mid-way.
+    let chunks = (0..320)
+        .map(|_| Ok(vec![3u8; 64 * 1024]))
+        .chain(std::iter::once(Err(std::io::Error::other("the client gave up"))));
+    let result = reqwest::Client::new()
+        .post(dev.files_url())
+        .query(&[("name", "cut.bin")])
+        .bearer_auth(dev.token("alice"))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .send()
+        .await;
+    assert!(result.is_err(), "an abandoned upload got an answer: {result:?}");
+
+    // The server notices the cut when it reads the body, then removes what it wrote.
+    let deadline = std::time::Instant::now() + files_support::WAIT;
+    while !dev.stored_files().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left behind after the client went away: {:?}",
+            dev.stored_files()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // And the server still takes uploads.
+    dev.upload_ok("alice", "next.bin", vec![1; 10]).await;
+}

@@ -431,4 +431,21 @@ async fn signaling_crosses_the_edges_of_a_cluster_of_processes() {
     ok(alice.call(invite("d:alice:bob", "late")).await);
     next_of(&mut bob, "call.invite").await;
     assert_eq!(next_of(&mut bob, "call.ended").await["reason"], "timeout");
+
+    // Two devices accepting at once on two edges: the bus orders the two, and one wins.
+    let mut laptop = Raw::connect_url(&url(0, "bob", "laptop")).await;
+    ok(alice.call(invite("d:alice:bob", "race")).await);
+    next_of(&mut bob, "call.invite").await;
+    next_of(&mut laptop, "call.invite").await;
+    let accept = json!({"type":"call.accept","rid":"a","call":"race","sdp":"answer"});
+    tokio::join!(bob.send(accept.clone()), laptop.send(accept));
+    let phone_reply = bob.recv_until(|f| f["rid"] == "a").await.0;
+    let laptop_reply = laptop.recv_until(|f| f["rid"] == "a").await.0;
+    let (winner, loser) =
+        if phone_reply["type"] == "ok" { ("phone", laptop_reply) } else { ("laptop", phone_reply) };
+    refused(loser, "not_found");
+    assert_eq!(next_of(&mut alice, "call.accept").await["device"], winner);
+    ok(alice.call(json!({"type":"call.hangup","call":"race"})).await);
+    let (_, before) = alice.recv_until(|f| f["type"] == "msg" && f["body"]["call"] == "race").await;
+    assert!(!before.iter().any(|f| f["type"] == "call.accept"), "one answer only: {before:?}");
 }

@@ -244,6 +244,11 @@ impl LocalCluster {
             .arg(self.queue_url())
             .args(&self.spec.edge_args)
             .env(secrets::JWT_SECRET_ENV, &self.secret);
+        // Every edge runs on this machine, so one folder serves them all as file storage,
+        // unless the caller chose a bucket.
+        if !self.spec.edge_args.iter().any(|a| a.starts_with("--files-")) {
+            command.arg("--files-dir").arg(self.spec.dir.join("files"));
+        }
         let log = format!("edge-{edge}");
         command.stdout(self.log(&log)?).stderr(self.log(&log)?).kill_on_drop(true);
         let child = command.spawn().context("failed to start an edge")?;

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use hmac::{KeyInit, Mac};
@@ -115,15 +115,7 @@ pub(crate) async fn serve(
     Query(params): Query<TokenParam>,
     headers: HeaderMap,
 ) -> Response {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(token) = params.token.as_deref().or(bearer) else {
-        return (StatusCode::UNAUTHORIZED, "missing token").into_response();
-    };
-    let user = match edge.ctx.config.verifier.verify(token) {
+    let user = match edge.ctx.config.verifier.authenticate(params.token.as_deref(), &headers) {
         Ok(user) => user,
         Err(error) => return (StatusCode::UNAUTHORIZED, error.to_string()).into_response(),
     };

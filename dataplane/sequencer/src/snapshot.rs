@@ -164,3 +164,45 @@ impl SnapshotDir {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test fails loudly on purpose")]
+
+    use dolphin_protocol::Body;
+    use dolphin_state::{Command, apply};
+
+    use super::*;
+    use crate::redb_kv::WriteKv;
+
+    #[test]
+    fn a_snapshot_carries_the_files_named_by_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = redb::Database::create(dir.path().join("source.redb")).unwrap();
+        let txn = source.begin_write().unwrap();
+        {
+            let mut kv = WriteKv::open(&txn).unwrap();
+            let body = Body::Image { file: "f_1".into(), width: 1, height: 1 };
+            let send = Command::Send {
+                conv: "d:ann:ben".into(),
+                from: "ann".into(),
+                device: "d".into(),
+                cid: "c".into(),
+                body,
+                ts: 1,
+            };
+            apply(&mut kv, &send).unwrap();
+        }
+        txn.commit().unwrap();
+        let dump = dir.path().join("dump.snap");
+        write_dump(&ReadKv::open(&source).unwrap(), &dump).unwrap();
+
+        let target = redb::Database::create(dir.path().join("target.redb")).unwrap();
+        let txn = target.begin_write().unwrap();
+        load_dump(&txn, File::open(&dump).unwrap()).unwrap();
+        txn.commit().unwrap();
+        let kv = ReadKv::open(&target).unwrap();
+        assert!(dolphin_state::files::may_read(&kv, "ben", "f_1").unwrap());
+        assert!(!dolphin_state::files::may_read(&kv, "cal", "f_1").unwrap());
+    }
+}

@@ -247,3 +247,28 @@ async fn an_upload_cut_off_by_its_client_leaves_nothing_stored() {
     // And the server still takes uploads.
     dev.upload_ok("alice", "next.bin", vec![1; 10]).await;
 }
+
+#[tokio::test]
+async fn uploads_and_downloads_are_counted_by_outcome_in_the_metrics() {
+    let dev = Dev::start(&["--max-file-bytes", "100"], &[]).await;
+    let uploaded = dev.upload_ok("alice", "a.txt", vec![1; 40]).await;
+    let id = uploaded["id"].as_str().unwrap();
+    assert_eq!(dev.upload("alice", "b.txt", vec![1; 101]).await.status(), 413);
+    assert_eq!(dev.download("alice", id, None).await.status(), 200);
+    assert_eq!(dev.download("alice", id, Some("bytes=0-9")).await.status(), 206);
+    assert_eq!(dev.download("bob", id, None).await.status(), 403);
+
+    let url = format!("http://{}/metrics", dev.addr);
+    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+    for line in [
+        "dolphin_files_uploads_total{outcome=\"stored\"} 1",
+        "dolphin_files_uploads_total{outcome=\"too_large\"} 1",
+        "dolphin_files_upload_bytes_total 40",
+        "dolphin_files_downloads_total{outcome=\"full\"} 1",
+        "dolphin_files_downloads_total{outcome=\"partial\"} 1",
+        "dolphin_files_downloads_total{outcome=\"forbidden\"} 1",
+        "dolphin_files_download_bytes_total 50",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in the metrics");
+    }
+}

@@ -40,6 +40,7 @@ pub struct Edge {
     registry: Registry,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    file_metrics: dolphin_files::FileMetrics,
 }
 
 impl Edge {
@@ -52,11 +53,17 @@ impl Edge {
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
         let metrics = EdgeMetrics::register(&registry)?;
+        let file_metrics = dolphin_files::FileMetrics::register(&registry)?;
         let mut notices = queue.subscribe().await?;
         let ctx = Arc::new(Context::new(config, backend.clone(), queue, metrics));
         let tasks = TaskTracker::new();
-        let edge =
-            Edge { ctx: ctx.clone(), registry, shutdown: shutdown.clone(), tasks: tasks.clone() };
+        let edge = Edge {
+            ctx: ctx.clone(),
+            registry,
+            shutdown: shutdown.clone(),
+            tasks: tasks.clone(),
+            file_metrics,
+        };
         for (shard, link) in backend.links() {
             edge.follow(shard, link);
         }
@@ -122,7 +129,11 @@ impl Edge {
             .route("/readyz", get(ready))
             .route("/metrics", get(metrics))
             .with_state(self.clone())
-            .merge(dolphin_files::router(self.ctx.config.files.clone(), self.file_access()))
+            .merge(dolphin_files::router(
+                self.ctx.config.files.clone(),
+                self.file_access(),
+                self.file_metrics.clone(),
+            ))
     }
 
     /// Answers the file endpoints' questions: tokens with the edge's verifier, conversations

@@ -20,6 +20,7 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::meta::{self, FileMeta};
+use crate::metrics::FileMetrics;
 use crate::store::{FileStore, UploadError};
 
 /// Who may do what: the questions the file endpoints ask of the rest of the system.
@@ -45,15 +46,16 @@ const DRAIN_TIME: Duration = Duration::from_secs(5);
 struct Files {
     store: Option<FileStore>,
     access: Arc<dyn Access>,
+    metrics: FileMetrics,
 }
 
 /// The file routes, over `store` (none: storage is not configured, and every request is
 /// answered 503 `unavailable`).
-pub fn router(store: Option<FileStore>, access: Arc<dyn Access>) -> Router {
+pub fn router(store: Option<FileStore>, access: Arc<dyn Access>, metrics: FileMetrics) -> Router {
     Router::new()
         .route("/v1/files", post(upload))
         .route("/v1/files/{id}", get(download))
-        .with_state(Files { store, access })
+        .with_state(Files { store, access, metrics })
 }
 
 /// The body of a 201 answer to an upload.
@@ -141,13 +143,13 @@ async fn upload(
     body: Body,
 ) -> Response {
     let mut stream = body.into_data_stream();
-    match start_upload(&files, &params, &headers) {
+    let (response, stored) = match start_upload(&files, &params, &headers) {
         Err(refused) => {
             // A client that asked to continue sends nothing until told to.
             if !expects_continue(&headers) {
                 drain(&mut stream).await;
             }
-            refused.into_response()
+            (refused.into_response(), 0)
         }
         Ok((store, user, name)) => {
             // The upload runs in a task of its own, so that a client that goes away mid-way
@@ -163,17 +165,24 @@ async fn upload(
             match task.await {
                 Ok((Ok(file), user)) => {
                     info!(file = %file.id, user = %user, size = file.size, "file uploaded");
-                    (StatusCode::CREATED, axum::Json(uploaded(file))).into_response()
+                    let size = file.size;
+                    ((StatusCode::CREATED, axum::Json(uploaded(file))).into_response(), size)
                 }
-                Ok((Err(error), _)) => upload_refusal(&error).into_response(),
+                Ok((Err(error), _)) => (upload_refusal(&error).into_response(), 0),
                 Err(error) => {
                     warn!(error = %error, "an upload task failed");
-                    Refused::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "upload failed")
-                        .into_response()
+                    let refused = Refused::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "upload failed",
+                    );
+                    (refused.into_response(), 0)
                 }
             }
         }
-    }
+    };
+    files.metrics.upload(response.status(), stored);
+    response
 }
 
 /// Checks what can be checked before reading the body.
@@ -256,10 +265,18 @@ async fn download(
     Query(params): Query<DownloadParams>,
     headers: HeaderMap,
 ) -> Response {
-    match serve(&files, &id, params.token.as_deref(), &headers).await {
+    let response = match serve(&files, &id, params.token.as_deref(), &headers).await {
         Ok(response) => response,
         Err(refused) => refused.into_response(),
-    }
+    };
+    let length = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    files.metrics.download(response.status(), length);
+    response
 }
 
 async fn serve(

@@ -13,9 +13,11 @@
 pub mod args;
 pub mod http;
 pub mod meta;
+pub mod metrics;
 pub mod store;
 
 pub use args::FilesArgs;
 pub use http::{Access, Uploaded, router};
 pub use meta::FileMeta;
+pub use metrics::FileMetrics;
 pub use store::{FileStore, S3Settings, StoreError, UploadError};

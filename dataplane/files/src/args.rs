@@ -24,7 +24,11 @@ pub struct FilesArgs {
     #[arg(long = "files-region", env = "DOLPHIN_FILES_REGION", requires = "files_url")]
     pub files_region: Option<String>,
     /// The largest file accepted, in bytes.
-    #[arg(long = "max-file-bytes", env = "DOLPHIN_MAX_FILE_BYTES", default_value_t = DEFAULT_MAX_BYTES)]
+    #[arg(
+        long = "max-file-bytes",
+        env = "DOLPHIN_MAX_FILE_BYTES",
+        default_value_t = DEFAULT_MAX_BYTES
+    )]
     pub max_file_bytes: u64,
 }
 

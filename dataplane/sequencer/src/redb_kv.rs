@@ -3,7 +3,7 @@
 use std::ops::Bound;
 
 use dolphin_state::kv::KeyRange;
-use dolphin_state::{Kv, KvRead, Table};
+use dolphin_state::{Kv, KvRead, MemberCache, Table};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 /// The redb definition of a state table.
@@ -51,6 +51,7 @@ fn as_ref(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
 /// The state tables opened in one write transaction: what one batch of commands is applied to.
 pub struct WriteKv<'txn> {
     tables: Vec<redb::Table<'txn, &'static [u8], &'static [u8]>>,
+    members: Option<&'txn MemberCache>,
 }
 
 impl std::fmt::Debug for WriteKv<'_> {
@@ -64,7 +65,14 @@ impl<'txn> WriteKv<'txn> {
     pub fn open(txn: &'txn redb::WriteTransaction) -> Result<Self, redb::Error> {
         let tables =
             Table::ALL.iter().map(|t| txn.open_table(definition(*t))).collect::<Result<_, _>>()?;
-        Ok(WriteKv { tables })
+        Ok(WriteKv { tables, members: None })
+    }
+
+    /// The same, with the state machine's cache of member lists, which the machine keeps in
+    /// step with the tables.
+    pub fn with_member_cache(mut self, members: &'txn MemberCache) -> Self {
+        self.members = Some(members);
+        self
     }
 
     fn table(&self, table: Table) -> &redb::Table<'txn, &'static [u8], &'static [u8]> {
@@ -91,6 +99,10 @@ impl KvRead for WriteKv<'_> {
         limit: usize,
     ) -> Result<Entries, redb::Error> {
         scan_table(self.table(table), &range, reverse, limit)
+    }
+
+    fn member_cache(&self) -> Option<&MemberCache> {
+        self.members
     }
 }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use dolphin_state::{Event, Outcome};
+use dolphin_state::{Event, MemberCache, Outcome};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -73,6 +73,8 @@ pub struct StateMachine {
     durable: Durable,
     last_checkpoint: Instant,
     since_checkpoint: u64,
+    /// Member lists of large conversations, kept in step with the tables by the state machine.
+    members: Arc<MemberCache>,
 }
 
 impl Debug for StateMachine {
@@ -110,6 +112,7 @@ impl StateMachine {
             durable,
             last_checkpoint: Instant::now(),
             since_checkpoint: 0,
+            members: Arc::default(),
         })
     }
 
@@ -165,6 +168,21 @@ fn write_meta(
 /// Applies `entries` in one durable transaction, returning one result per entry.
 fn apply_entries(
     db: &Database,
+    members: &MemberCache,
+    entries: Vec<Entry>,
+    durable: bool,
+) -> Result<Vec<(u64, BatchResult)>, StorageError> {
+    let applied = apply_in_txn(db, members, entries, durable);
+    if applied.is_err() {
+        // The transaction is not committed, and the cache may hold what it read or changed.
+        members.clear();
+    }
+    applied
+}
+
+fn apply_in_txn(
+    db: &Database,
+    members: &MemberCache,
     entries: Vec<Entry>,
     durable: bool,
 ) -> Result<Vec<(u64, BatchResult)>, StorageError> {
@@ -186,7 +204,7 @@ fn apply_entries(
     let mut results = Vec::with_capacity(entries.len());
     let mut inbox = None;
     {
-        let mut kv = WriteKv::open(&txn).map_err(sm_err)?;
+        let mut kv = WriteKv::open(&txn).map_err(sm_err)?.with_member_cache(members);
         for entry in entries {
             applied = Some(entry.log_id);
             let index = entry.log_id.index;
@@ -245,11 +263,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.since_checkpoint += entries.len() as u64;
         let checkpoint = self.since_checkpoint >= CHECKPOINT_ENTRIES
             || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY;
-        let db = self.db.clone();
+        let (db, members) = (self.db.clone(), self.members.clone());
         let started = Instant::now();
-        let results = tokio::task::spawn_blocking(move || apply_entries(&db, entries, checkpoint))
-            .await
-            .map_err(sm_err)??;
+        let results =
+            tokio::task::spawn_blocking(move || apply_entries(&db, &members, entries, checkpoint))
+                .await
+                .map_err(sm_err)??;
         self.metrics.apply_seconds.observe(started.elapsed().as_secs_f64());
         if checkpoint {
             self.durable.set(last);
@@ -304,6 +323,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
         let mut file = snapshot.into_std().await;
+        // The tables are about to be replaced.
+        self.members.clear();
         let db = self.db.clone();
         let snapshots = self.snapshots.clone();
         let meta = meta.clone();

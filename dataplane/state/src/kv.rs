@@ -8,8 +8,12 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::ops::Bound;
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::cache::MemberCache;
 
 /// The tables of the state. Their names are part of the on-disk format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -99,6 +103,12 @@ pub trait KvRead {
         reverse: bool,
         limit: usize,
     ) -> Result<Entries, Self::Error>;
+
+    /// The cache of member lists this store keeps beside its tables, if any
+    /// ([`crate::cache`]).
+    fn member_cache(&self) -> Option<&MemberCache> {
+        None
+    }
 }
 
 /// Writing the state.
@@ -111,12 +121,36 @@ pub trait Kv: KvRead {
 }
 
 /// An in-memory store, for tests and property checks.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct MemKv {
     tables: BTreeMap<Table, BTreeMap<Vec<u8>, Vec<u8>>>,
+    members: Option<Arc<MemberCache>>,
 }
 
+impl Clone for MemKv {
+    /// A copy of the tables; a copy that keeps a cache gets its own, as the two may diverge.
+    fn clone(&self) -> Self {
+        let members = self.members.as_ref().map(|_| Arc::new(MemberCache::keeping_from(1)));
+        MemKv { tables: self.tables.clone(), members }
+    }
+}
+
+/// Two stores are equal when their tables are: a cache holds nothing the tables do not.
+impl PartialEq for MemKv {
+    fn eq(&self, other: &Self) -> bool {
+        self.tables == other.tables
+    }
+}
+
+impl Eq for MemKv {}
+
 impl MemKv {
+    /// An empty store that keeps a member cache, as the sequencer's does, of every list
+    /// however small, so that tests with few users exercise it.
+    pub fn with_member_cache() -> Self {
+        MemKv { tables: BTreeMap::new(), members: Some(Arc::new(MemberCache::keeping_from(1))) }
+    }
+
     /// Every entry of every table, for comparing two states.
     pub fn dump(&self) -> Vec<(Table, Vec<u8>, Vec<u8>)> {
         self.tables
@@ -143,6 +177,10 @@ impl KvRead for MemKv {
         let Some(map) = self.tables.get(&table) else { return Ok(Vec::new()) };
         let iter = map.range::<Vec<u8>, _>(range).map(|(k, v)| (k.clone(), v.clone()));
         Ok(if reverse { iter.rev().take(limit).collect() } else { iter.take(limit).collect() })
+    }
+
+    fn member_cache(&self) -> Option<&MemberCache> {
+        self.members.as_deref()
     }
 }
 

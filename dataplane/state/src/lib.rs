@@ -9,6 +9,7 @@
 //! Timestamps come inside commands (stamped by the proposer) and never from a clock here, for
 //! the same reason.
 
+pub mod cache;
 pub mod command;
 pub mod event;
 pub mod files;
@@ -19,6 +20,7 @@ pub mod model;
 pub mod moments;
 pub mod query;
 
+pub use cache::MemberCache;
 pub use command::Command;
 pub use event::{Applied, Event, Outcome, Refusal};
 pub use kv::{Kv, KvRead, MemKv, Table};

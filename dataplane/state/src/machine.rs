@@ -594,11 +594,17 @@ pub(crate) fn message<K: KvRead>(kv: &K, conv: &str, seq: u64) -> StateResult<Op
 }
 
 fn put_member<K: Kv>(kv: &mut K, conv: &str, user: &str, member: &Member) -> StateResult<(), K> {
+    if let Some(cache) = kv.member_cache() {
+        cache.forget(conv);
+    }
     put(kv, Table::Members, &pair_key(conv, user), member)?;
     put_raw(kv, Table::UserConvs, &pair_key(user, conv), &[])
 }
 
 fn remove_member<K: Kv>(kv: &mut K, conv: &str, user: &str) -> StateResult<(), K> {
+    if let Some(cache) = kv.member_cache() {
+        cache.forget(conv);
+    }
     delete(kv, Table::Members, &pair_key(conv, user))?;
     delete(kv, Table::UserConvs, &pair_key(user, conv))
 }
@@ -622,11 +628,18 @@ pub(crate) fn member_entries<K: KvRead>(
 
 /// The user ids of a conversation's members, ordered.
 pub fn members_of<K: KvRead>(kv: &K, conv: &str) -> StateResult<Arc<[String]>, K> {
+    if let Some(members) = kv.member_cache().and_then(|cache| cache.get(conv)) {
+        return Ok(members);
+    }
     let entries = kv
         .scan(Table::Members, prefix_range(conv), false, usize::MAX)
         .map_err(StateError::Store)?;
-    Ok(entries
+    let members: Arc<[String]> = entries
         .into_iter()
         .map(|(key, _)| String::from_utf8_lossy(second_part(&key)).into_owned())
-        .collect())
+        .collect();
+    if let Some(cache) = kv.member_cache() {
+        cache.offer(conv, &members);
+    }
+    Ok(members)
 }

@@ -119,4 +119,16 @@ proptest! {
         prop_assert_eq!(first_kv.dump(), second_kv.dump());
         prop_assert_eq!(first, second);
     }
+
+    #[test]
+    fn a_member_cache_changes_no_state_and_no_event(
+        commands in prop::collection::vec(command(), 1..120)
+    ) {
+        let (plain_kv, plain) = run(&commands);
+        let mut cached_kv = MemKv::with_member_cache();
+        let cached: Vec<Applied> =
+            commands.iter().map(|c| apply(&mut cached_kv, c).unwrap()).collect();
+        prop_assert_eq!(plain_kv.dump(), cached_kv.dump());
+        prop_assert_eq!(plain, cached);
+    }
 }

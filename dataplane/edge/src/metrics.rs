@@ -18,6 +18,8 @@ pub struct EdgeMetrics {
     pub frames_in: IntCounterVec,
     /// Frames sent, by type.
     pub frames_out: IntCounterVec,
+    /// `frames_out` for `msg`, resolved once: the counter of nearly every frame out.
+    pub msgs_out: IntCounter,
     /// Error replies, by code.
     pub errors: IntCounterVec,
     /// Connections a single pushed frame was queued for.
@@ -42,6 +44,10 @@ impl EdgeMetrics {
     /// Creates the metrics and registers them in `registry`.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let latency = || prometheus::exponential_buckets(0.0005, 2.0, 15);
+        let frames_out = IntCounterVec::new(
+            Opts::new("dolphin_edge_frames_out_total", "Frames sent to clients."),
+            &["type"],
+        )?;
         let metrics = EdgeMetrics {
             connections: IntGaugeVec::new(
                 Opts::new("dolphin_edge_connections", "WebSocket connections, by state."),
@@ -59,10 +65,8 @@ impl EdgeMetrics {
                 Opts::new("dolphin_edge_frames_in_total", "Client frames received."),
                 &["type"],
             )?,
-            frames_out: IntCounterVec::new(
-                Opts::new("dolphin_edge_frames_out_total", "Frames sent to clients."),
-                &["type"],
-            )?,
+            frames_out: frames_out.clone(),
+            msgs_out: frames_out.with_label_values(&["msg"]),
             errors: IntCounterVec::new(
                 Opts::new("dolphin_edge_error_replies_total", "Error replies sent, by code."),
                 &["code"],

@@ -84,7 +84,8 @@ async fn topology(
         let kept_replicas = topology.shards.first().map_or(0, |s| s.replicas.len());
         if topology.shards.len() != shards as usize || kept_replicas != replicas as usize {
             bail!(
-                "{} was created with --shards {} --replicas {}; start with those or use another --data folder",
+                "{} was created with --shards {} --replicas {}; start with those or use another \
+                 --data folder",
                 data.display(),
                 topology.shards.len(),
                 kept_replicas

@@ -36,7 +36,11 @@ pub struct EdgeArgs {
     #[arg(long = "jwt-rsa-public-key", env = "DOLPHIN_JWT_RSA_PUBLIC_KEYS", value_delimiter = ',')]
     pub jwt_rsa_public_keys: Vec<PathBuf>,
     /// Sends per second each user may sustain on this edge.
-    #[arg(long, env = "DOLPHIN_SEND_RATE", default_value_t = dolphin_edge::config::SEND_RATE_PER_SEC)]
+    #[arg(
+        long,
+        env = "DOLPHIN_SEND_RATE",
+        default_value_t = dolphin_edge::config::SEND_RATE_PER_SEC
+    )]
     pub send_rate: u32,
     /// Sends a user may make at once above the sustained rate.
     #[arg(long, env = "DOLPHIN_SEND_BURST", default_value_t = dolphin_edge::config::SEND_BURST)]

@@ -4,14 +4,15 @@
 #![allow(clippy::unwrap_used, reason = "a test fails loudly on purpose")]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dolphin_client::{Client, ClientConfig};
 use dolphin_protocol::Body;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
+
+#[path = "support/process.rs"]
+mod process;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -22,32 +23,9 @@ struct Running {
 
 /// Starts the real binary on a free port and waits for its "running" line.
 async fn start(data: &std::path::Path) -> Running {
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dolphin"))
-        .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--send-rate", "100000"])
-        .args(["--send-burst", "100000", "--data"])
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("dolphin starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("dolphin dev is running") {
-                return;
-            }
-        }
-        panic!("dolphin dev exited before it was running");
-    })
-    .await
-    .expect("dolphin dev did not report that it was running");
-    Running { child, url: format!("ws://127.0.0.1:{port}") }
+    let args = ["--send-rate", "100000", "--send-burst", "100000"];
+    let (child, addr) = process::start_dev(data, &args, &[], WAIT).await;
+    Running { child, url: format!("ws://{addr}") }
 }
 
 fn token(data: &std::path::Path, user: &str) -> String {

@@ -78,7 +78,8 @@ proptest! {
         for event in applied.iter().flat_map(|a| &a.events) {
             if let Event::Message { msg, .. } = event {
                 let identity = (msg.from.clone(), msg.cid.clone());
-                let previous = pushed.entry(msg.conv.clone()).or_default().insert(msg.seq, identity.clone());
+                let previous =
+                    pushed.entry(msg.conv.clone()).or_default().insert(msg.seq, identity.clone());
                 // A seq pushed twice (a resend) must carry the same message.
                 if let Some(previous) = previous {
                     prop_assert_eq!(previous, identity);

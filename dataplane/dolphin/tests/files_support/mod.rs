@@ -3,14 +3,15 @@
 
 #![allow(dead_code, reason = "each test file uses part of it")]
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use dolphin_client::{Client, ClientConfig, ClientEvent};
 use dolphin_protocol::Body;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
+
+#[path = "../support/process.rs"]
+mod process;
 
 /// How long a step may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -28,34 +29,9 @@ impl Dev {
     /// reports that it runs.
     pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Dev {
         let data = tempfile::tempdir().unwrap();
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dolphin"))
-            .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-            .arg(data.path())
-            .args(args)
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("dolphin starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        tokio::time::timeout(WAIT, async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if line.contains("dolphin dev is running") {
-                    return;
-                }
-            }
-            panic!("dolphin dev exited before it was running (see its stderr above)");
-        })
-        .await
-        .expect("dolphin dev did not report that it was running");
+        let (child, addr) = process::start_dev(data.path(), args, env, WAIT).await;
         let secret = std::fs::read_to_string(data.path().join("jwt-secret")).unwrap();
-        Dev { child, addr: format!("127.0.0.1:{port}"), data, secret }
+        Dev { child, addr, data, secret }
     }
 
     pub fn token(&self, user: &str) -> String {

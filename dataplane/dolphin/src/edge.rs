@@ -55,6 +55,11 @@ pub struct EdgeArgs {
     #[arg(long, env = "DOLPHIN_PRESENCE_DEBOUNCE", default_value = "5s",
         value_parser = humantime::parse_duration)]
     pub presence_debounce: Duration,
+    /// How often this edge repeats which users it holds, so that the others notice when it is
+    /// gone (after three periods of silence) and tell its users' friends.
+    #[arg(long, env = "DOLPHIN_PRESENCE_BEAT", default_value = "10s",
+        value_parser = humantime::parse_duration)]
+    pub presence_beat: Duration,
 }
 
 /// The settings of call signaling and of `GET /v1/ice`, shared by `dolphin edge` and `dev`.
@@ -124,6 +129,7 @@ pub async fn run(args: EdgeArgs, shutdown: CancellationToken) -> anyhow::Result<
     config.calls = args.calls.config();
     config.invites = Some(Invites::from_token_secret(secret.as_bytes())?);
     config.presence_debounce = args.presence_debounce;
+    config.presence_beat = args.presence_beat.max(Duration::from_millis(10));
 
     let backend = Arc::new(Backend::remote(&topology));
     let registry = prometheus::Registry::new();

@@ -32,7 +32,10 @@ async fn fixture(sequencer_args: &[&str]) -> Fixture {
     let mut spec =
         ClusterSpec::new(dir.path().to_path_buf(), env!("CARGO_BIN_EXE_dolphin").into(), 2, 3, 2);
     spec.fault_injection = true;
-    spec.edge_args = ["--send-rate", "100000", "--send-burst", "100000"].map(String::from).into();
+    spec.edge_args =
+        ["--send-rate", "100000", "--send-burst", "100000", "--presence-beat", "200ms"]
+            .map(String::from)
+            .into();
     spec.sequencer_args = sequencer_args.iter().map(|s| s.to_string()).collect();
     let cluster = LocalCluster::start(spec).await.expect("the local cluster starts");
     let router = cluster.topology.router();
@@ -498,4 +501,31 @@ async fn a_friendship_accepted_as_its_shard_leader_dies_reaches_both_users_once(
     assert_eq!(b.silent_for(Duration::from_millis(300)).await, None, "told twice");
     f.cluster.start_replica(0, leader).unwrap();
     f.replicas_converge(0, &[1, 2, 3]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn friends_see_a_user_go_offline_when_the_users_edge_is_killed() {
+    use serde_json::json;
+    use support::Raw;
+
+    let mut f = fixture(&[]).await;
+    let url = |user: &str, edge: u32| {
+        let base = f.cluster.edge_url(edge).unwrap();
+        format!("{base}/v1/ws?token={}&device=phone", f.cluster.token(user))
+    };
+    let mut ann = Raw::connect_url(&url("pa", 0)).await;
+    let mut ben = Raw::connect_url(&url("pb", 1)).await;
+    let friend = |f: &serde_json::Value| f["type"] == "friend";
+    let reply = ann.call(json!({"type":"friend.request","user":"pb"})).await;
+    assert_eq!(reply["type"], "ok", "{reply}");
+    ben.recv_until(friend).await;
+    let reply = ben.call(json!({"type":"friend.accept","user":"pa"})).await;
+    assert_eq!(reply["type"], "ok", "{reply}");
+    ben.recv_until(friend).await;
+
+    // The edge dies without a word; the other edge notices its silence.
+    f.cluster.kill_edge(0).await.unwrap();
+    let presence = ben.recv_until(|f| f["type"] == "presence").await.0;
+    assert_eq!(presence, json!({"type":"presence","user":"pa","online":false}));
+    drop(ann);
 }

@@ -51,6 +51,9 @@ pub struct EdgeConfig {
     pub invites: Option<Invites>,
     /// How long a user's last device must stay away before friends see them offline.
     pub presence_debounce: Duration,
+    /// How often this edge repeats which users it holds; an edge silent for a few periods is
+    /// taken as gone, with its users.
+    pub presence_beat: Duration,
     /// Where uploaded files are kept; without it `/v1/files` answers `unavailable`.
     pub files: Option<dolphin_files::FileStore>,
 }
@@ -71,6 +74,7 @@ impl EdgeConfig {
             calls: crate::calls::CallConfig::default(),
             invites: None,
             presence_debounce: crate::presence::DEFAULT_DEBOUNCE,
+            presence_beat: crate::presence::DEFAULT_BEAT,
             files: None,
         }
     }

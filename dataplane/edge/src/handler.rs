@@ -493,6 +493,8 @@ pub enum Notice {
     Call(crate::calls::CallNotice),
     /// A user came online on an edge, or left it.
     Presence(crate::presence::Announcement),
+    /// An edge repeats which users it holds.
+    PresenceBeat(crate::presence::Beat),
 }
 
 /// Relays a typing notice to the other members' devices, on every edge.
@@ -530,5 +532,6 @@ pub fn deliver_notice(ctx: &Arc<Context>, bytes: &[u8]) {
         }
         Notice::Call(notice) => crate::calls::apply(ctx, notice),
         Notice::Presence(announcement) => crate::presence::deliver(ctx, announcement),
+        Notice::PresenceBeat(beat) => ctx.presence.beat(&beat),
     }
 }

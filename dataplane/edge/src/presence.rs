@@ -8,13 +8,13 @@
 //! `presence` when that changes. Announcements carry the user's friends (read from the
 //! user's shard by the announcing edge), so that no other edge needs to look them up.
 //!
-//! NOTE: an edge that dies without announcing leaves its users shown online on the other
-//! edges until they connect again somewhere and leave; a periodic re-announcement with
-//! expiry would lift this.
+//! An edge that dies cannot announce its users offline, so every edge also repeats, every
+//! beat period, which users it holds; an edge not heard of for [`EXPIRE_AFTER_BEATS`] periods
+//! no longer counts, and the users it alone held go offline for their friends.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dolphin_protocol::{Presence, ServerFrame};
 use serde::{Deserialize, Serialize};
@@ -25,6 +25,20 @@ use crate::handler::{Context, Notice};
 
 /// How long the last device of a user must stay away before friends see them offline.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(5);
+
+/// How often an edge repeats which users it holds.
+pub const DEFAULT_BEAT: Duration = Duration::from_secs(10);
+
+/// Beat periods without word from an edge after which its users no longer count as online
+/// through it: a few, so that one lost notice does not flicker anyone offline.
+pub const EXPIRE_AFTER_BEATS: u32 = 3;
+
+/// An edge's repetition of the users connected to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Beat {
+    pub edge: u64,
+    pub users: Vec<String>,
+}
 
 /// One edge's announcement about one user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,20 +51,25 @@ pub struct Announcement {
     pub friends: Vec<String>,
 }
 
-/// Where each user is online, as announced by every edge.
+/// Where each user is online, as announced by every edge, with when each edge last said so.
 #[derive(Debug, Default)]
 pub struct Directory {
-    edges_of: Mutex<HashMap<String, HashSet<u64>>>,
+    edges_of: Mutex<HashMap<String, HashMap<u64, Instant>>>,
 }
 
 impl Directory {
+    fn edges_of(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<u64, Instant>>> {
+        // Held for one map operation at a time; a panic cannot leave the map half-changed.
+        self.edges_of.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Records an announcement; `Some(online)` when it changed whether the user is online.
     pub fn record(&self, announcement: &Announcement) -> Option<bool> {
-        let mut edges_of = self.edges_of.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut edges_of = self.edges_of();
         let edges = edges_of.entry(announcement.user.clone()).or_default();
         let before = !edges.is_empty();
         if announcement.online {
-            edges.insert(announcement.edge);
+            edges.insert(announcement.edge, Instant::now());
         } else {
             edges.remove(&announcement.edge);
         }
@@ -61,11 +80,67 @@ impl Directory {
         (before != after).then_some(after)
     }
 
+    /// Records that `beat.edge` still holds its users. A user it holds without having been
+    /// announced (a notice lost, or this edge started later) is taken as online silently.
+    pub fn beat(&self, beat: &Beat) {
+        let now = Instant::now();
+        let mut edges_of = self.edges_of();
+        for user in &beat.users {
+            edges_of.entry(user.clone()).or_default().insert(beat.edge, now);
+        }
+    }
+
+    /// Forgets what edges not heard of since `before` said; returns the users now offline.
+    pub fn expire(&self, before: Instant) -> Vec<String> {
+        let mut offline = Vec::new();
+        self.edges_of().retain(|user, edges| {
+            edges.retain(|_, said| *said >= before);
+            if edges.is_empty() {
+                offline.push(user.clone());
+            }
+            !edges.is_empty()
+        });
+        offline
+    }
+
     /// Whether any edge announced `user` online.
     pub fn is_online(&self, user: &str) -> bool {
-        let edges_of = self.edges_of.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        edges_of.contains_key(user)
+        self.edges_of().contains_key(user)
     }
+}
+
+/// Repeats this edge's users every beat period, and turns offline the users of edges gone
+/// silent, until `shutdown`.
+pub async fn beat(ctx: Arc<Context>, shutdown: tokio_util::sync::CancellationToken) {
+    let period = ctx.config.presence_beat;
+    let mut every = tokio::time::interval(period);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let notice = Notice::PresenceBeat(Beat { edge: ctx.edge_id, users: ctx.sessions.users() });
+        if let Ok(bytes) = rmp_serde::to_vec_named(&notice)
+            && let Err(error) = ctx.queue.publish(bytes.into()).await
+        {
+            debug!(%error, "a presence beat was dropped");
+        }
+        let Some(before) = Instant::now().checked_sub(period * EXPIRE_AFTER_BEATS) else {
+            continue;
+        };
+        for user in ctx.presence.expire(before) {
+            tokio::spawn(tell_offline(ctx.clone(), user));
+        }
+    }
+}
+
+/// Tells the friends of `user` connected here that the user went offline with a silent edge.
+async fn tell_offline(ctx: Arc<Context>, user: String) {
+    let Some(friends) = friends_of(&ctx, &user).await else { return };
+    let push = Presence { user, online: false };
+    let frame = Arc::new(SharedFrame::new(ServerFrame::Presence(push)));
+    ctx.sessions.deliver(friends.iter().map(String::as_str), &frame, None);
 }
 
 /// A device of `user` connected here: announces the user (every edge ignores an
@@ -127,6 +202,19 @@ pub fn deliver(ctx: &Context, announcement: Announcement) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_edge_gone_silent_takes_its_users_offline_and_no_one_else() {
+        let directory = Directory::default();
+        directory.record(&said("alice", 1, true));
+        directory.record(&said("bob", 1, true));
+        directory.record(&said("bob", 2, true));
+        let cut = Instant::now();
+        directory.beat(&Beat { edge: 2, users: vec!["bob".into(), "carol".into()] });
+        assert_eq!(directory.expire(cut), ["alice"]);
+        assert!(directory.is_online("bob") && directory.is_online("carol"));
+        assert!(!directory.is_online("alice"));
+    }
 
     fn said(user: &str, edge: u64, online: bool) -> Announcement {
         Announcement { user: user.into(), edge, online, friends: vec![] }

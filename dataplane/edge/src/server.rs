@@ -80,6 +80,7 @@ impl Edge {
                 }
             }
         });
+        tasks.spawn(crate::presence::beat(ctx.clone(), shutdown.clone()));
         let health = ctx.backend.clone();
         let health_stop = shutdown.clone();
         tasks.spawn(async move {

@@ -75,6 +75,11 @@ impl Sessions {
         self.online.load(Ordering::Relaxed)
     }
 
+    /// Every user with a device connected here.
+    pub fn users(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
+    }
+
     /// How many connections `user` has here.
     pub fn devices_of(&self, user: &str) -> usize {
         self.read().get(user).map_or(0, Vec::len)

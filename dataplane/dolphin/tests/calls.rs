@@ -259,6 +259,26 @@ async fn parties_may_only_do_what_their_side_of_the_call_allows() {
 }
 
 #[tokio::test]
+async fn under_the_friends_policy_only_friends_can_ring_each_other() {
+    let server = Server::start_with(|config| {
+        config.policy.direct_messages = dolphin_state::DirectPolicy::Friends;
+    })
+    .await;
+    let mut alice = Raw::connect(&server, "alice", "phone").await;
+    let mut bob = Raw::connect(&server, "bob", "phone").await;
+    refused(alice.call(invite("d:alice:bob", "f1")).await, "not_friends");
+    assert_eq!(bob.silent_for(Duration::from_millis(200)).await, None, "bob's phone rang");
+
+    ok(alice.call(json!({"type":"friend.request","user":"bob"})).await);
+    bob.recv_until(|f| f["type"] == "friend").await;
+    ok(bob.call(json!({"type":"friend.accept","user":"alice"})).await);
+    alice.recv_until(|f| f["type"] == "friend" && f["event"] == "accepted").await;
+    ok(alice.call(invite("d:alice:bob", "f2")).await);
+    let ring = bob.recv_until(|f| f["type"] == "call.invite").await.0;
+    assert_eq!(ring["from"], "alice");
+}
+
+#[tokio::test]
 async fn an_invite_to_a_conversation_one_is_not_in_gets_not_member() {
     let server = Server::start().await;
     let mut alice = Raw::connect(&server, "alice", "phone").await;

@@ -540,6 +540,18 @@ async fn callees(ctx: &Context, caller: &Caller, conv: &str) -> Result<Vec<Strin
     let not_member = || refuse(ErrorCode::NotMember, format!("you are not a member of {conv}"));
     let members = match ConvRef::parse(conv) {
         Ok(ConvRef::Direct(a, b)) if a == caller.user || b == caller.user => {
+            // The same rule as direct messages: under the friends policy, strangers' phones
+            // do not ring.
+            let query = Query::DirectAllowed { a: a.to_owned(), b: b.to_owned() };
+            match ctx.backend.query(conv, query).await {
+                Ok(Answer::DirectAllowed { allowed: true }) => {}
+                Ok(Answer::DirectAllowed { allowed: false }) => {
+                    let message = "calls between users who are not friends are refused here";
+                    return Err(refuse(ErrorCode::NotFriends, message));
+                }
+                Ok(_) => return Err(refuse(ErrorCode::Internal, "the shard answered otherwise")),
+                Err(error) => return Err(refuse(error.code(), error.to_string())),
+            }
             vec![a.to_owned(), b.to_owned()]
         }
         Ok(ConvRef::Direct(..)) => return Err(not_member()),

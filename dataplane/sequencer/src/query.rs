@@ -34,6 +34,12 @@ pub enum Query {
     },
     /// The cluster policy this shard applies.
     Policy,
+    /// Whether `a` and `b` may write to each other directly under the cluster's policy (asked
+    /// of the shard of their direct conversation, which keeps their friendship).
+    DirectAllowed {
+        a: String,
+        b: String,
+    },
     /// A user's friends and requests (asked of the user's shard).
     Friends {
         user: String,
@@ -62,6 +68,7 @@ pub enum Answer {
     Group { result: Result<Group, Refusal> },
     Members { members: Option<Vec<String>> },
     Policy { policy: dolphin_state::Policy },
+    DirectAllowed { allowed: bool },
     Friends { list: FriendList },
     Moments { items: Vec<MomentItem> },
     MayReadFile { allowed: bool },
@@ -86,6 +93,13 @@ impl Query {
             Query::Policy => Answer::Policy { policy: dolphin_state::machine::policy(kv)? },
             Query::MayReadFile { user, file } => {
                 Answer::MayReadFile { allowed: dolphin_state::files::may_read(kv, user, file)? }
+            }
+            Query::DirectAllowed { a, b } => {
+                let anyone = dolphin_state::machine::policy(kv)?.direct_messages
+                    == dolphin_state::DirectPolicy::Anyone;
+                Answer::DirectAllowed {
+                    allowed: anyone || a == b || friends::are_friends(kv, a, b)?,
+                }
             }
             Query::Friends { user } => Answer::Friends { list: friends::list(kv, user)? },
             Query::Moments { viewer, authors, before, limit } => Answer::Moments {

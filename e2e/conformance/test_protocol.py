@@ -3,7 +3,8 @@
 Each test checks one promise of the document, quoted or paraphrased in its docstring, and is
 written from the document alone. Where the document can be read two ways, the test follows the
 most literal reading and says so in a comment starting "AMBIGUITY:". Friends, scan codes, the
-direct-message policy and moments are covered by test_social.py; calls and files are left out.
+direct-message policy and moments are covered by test_social.py; calls and files by
+test_calls_files.py.
 
 The document lets the project add frames and fields ("it may not rename, drop or weaken
 these"), so shape checks require the documented fields with the documented values and allow

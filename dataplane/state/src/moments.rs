@@ -7,7 +7,6 @@
 //! time without asking anyone.
 
 use dolphin_protocol::{Body, ErrorCode, MomentCommentItem, MomentEvent, MomentFrame, MomentItem};
-use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, Refusal};
 use crate::friends;
@@ -17,29 +16,9 @@ use crate::machine::{StateError, StateResult};
 /// The most comments one moment keeps; later ones are refused, keeping each record bounded.
 pub const MAX_COMMENTS: usize = 1000;
 
-/// A moment as its author's shard keeps it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Moment {
-    pub id: String,
-    pub author: String,
-    pub ts: i64,
-    pub body: Body,
-    pub likes: Vec<String>,
-    pub comments: Vec<MomentCommentItem>,
-}
-
-impl From<Moment> for MomentItem {
-    fn from(m: Moment) -> Self {
-        MomentItem {
-            id: m.id,
-            author: m.author,
-            ts: m.ts,
-            body: m.body,
-            likes: m.likes,
-            comments: m.comments,
-        }
-    }
-}
+/// A moment as its author's shard keeps it: the feed item itself, so that the feed hands out
+/// what is stored.
+pub type Moment = MomentItem;
 
 /// The parts of a moment id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -205,5 +184,5 @@ pub fn feed<K: KvRead>(
     }
     items.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.author.cmp(&a.1.author)));
     items.truncate(limit);
-    Ok(items.into_iter().map(|(_, m)| m.into()).collect())
+    Ok(items.into_iter().map(|(_, moment)| moment).collect())
 }

@@ -159,14 +159,9 @@ async fn an_oversized_upload_gets_413_and_leaves_nothing_stored() {
     // removed.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         (0..24).map(|_| Ok(vec![7; 64 * 1024])).collect();
-    let response = reqwest::Client::new()
-        .post(dev.files_url())
-        .query(&[("name", "big.bin")])
-        .bearer_auth(dev.token("alice"))
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
-        .send()
-        .await
-        .unwrap();
+    let response = dev
+        .upload("alice", "big.bin", reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .await;
     assert_eq!(response.status(), 413);
     assert!(dev.stored_files().is_empty(), "left behind: {:?}", dev.stored_files());
 
@@ -225,12 +220,12 @@ async fn an_upload_cut_off_by_its_client_leaves_nothing_stored() {
     let chunks = (0..320)
         .map(|_| Ok(vec![3u8; 64 * 1024]))
         .chain(std::iter::once(Err(std::io::Error::other("the client gave up"))));
-    let result = reqwest::Client::new()
-        .post(dev.files_url())
-        .query(&[("name", "cut.bin")])
-        .bearer_auth(dev.token("alice"))
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
-        .send()
+    let result = dev
+        .send_upload(
+            "alice",
+            "cut.bin",
+            reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)),
+        )
         .await;
     assert!(result.is_err(), "an abandoned upload got an answer: {result:?}");
 

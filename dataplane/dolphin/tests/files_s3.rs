@@ -151,14 +151,9 @@ async fn an_oversized_upload_to_s3_gets_413_and_leaves_nothing_in_the_bucket() {
     // Streamed without a length, so parts reach the bucket before the limit is passed.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         (0..24).map(|_| Ok(vec![1; 1024 * 1024])).collect();
-    let response = reqwest::Client::new()
-        .post(dev.files_url())
-        .query(&[("name", "big.bin")])
-        .bearer_auth(dev.token("alice"))
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
-        .send()
-        .await
-        .unwrap();
+    let response = dev
+        .upload("alice", "big.bin", reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .await;
     assert_eq!(response.status(), 413);
     let error: serde_json::Value = response.json().await.unwrap();
     assert_eq!(error["code"], "too_large");

@@ -44,16 +44,30 @@ impl Dev {
         format!("http://{}/v1/files", self.addr)
     }
 
-    /// Uploads `bytes` as `name` for `user`.
-    pub async fn upload(&self, user: &str, name: &str, bytes: Vec<u8>) -> reqwest::Response {
+    /// Uploads `body` as `name` for `user`; an error when no answer comes (the body failed).
+    pub async fn send_upload(
+        &self,
+        user: &str,
+        name: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Result<reqwest::Response> {
         reqwest::Client::new()
             .post(self.files_url())
             .query(&[("name", name)])
             .bearer_auth(self.token(user))
-            .body(bytes)
+            .body(body)
             .send()
             .await
-            .expect("the upload request gets an answer")
+    }
+
+    /// Uploads `body` as `name` for `user`.
+    pub async fn upload(
+        &self,
+        user: &str,
+        name: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.send_upload(user, name, body).await.expect("the upload request gets an answer")
     }
 
     /// Uploads `bytes` and returns the 201 answer's JSON.

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::server::{Server, ServerArgs, Target};
+use super::wire::Socket;
 use super::{Percentiles, latency_histogram, record};
 
 /// The settings of `dolphin bench catchup`.
@@ -49,9 +50,6 @@ pub struct CatchupResult {
     /// Messages delivered to a member beyond those it missed.
     pub extra: u64,
 }
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Where a member was in the room when it went offline.
 #[derive(Clone, Debug, Default)]
@@ -174,7 +172,7 @@ async fn open(
     from: Option<&Position>,
 ) -> anyhow::Result<(Socket, u64)> {
     let (url, token) = url.split_once('#').map_or((url, None), |(u, t)| (u, Some(t)));
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    let mut ws = super::wire::open(url).await?;
     match target {
         Target::Dolphin => {
             next(&mut ws, |v| v["type"] == "hello").await?;

@@ -11,7 +11,8 @@ use crate::invite::Invites;
 pub const MAX_FRAME_BYTES: usize = 256 * 1024;
 
 /// Pushes waiting for one connection before it counts as too slow and is disconnected (it
-/// catches up with `sync` and `fetch` when it reconnects).
+/// catches up with `sync` and `fetch` when it reconnects). A push is one frame, or the
+/// messages one commit added to one conversation.
 pub const OUTBOUND_CAPACITY: usize = 1024;
 
 /// Requests one connection may have under way; reading waits beyond that.

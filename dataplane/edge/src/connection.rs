@@ -20,7 +20,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span};
 
-use crate::frame::{self, SharedFrame};
+use crate::frame::{self, Pushes, SharedFrame};
 use crate::handler::{self, Action, Caller, Context};
 
 /// Close code sent to a device disconnected for not keeping up with its pushes.
@@ -54,7 +54,9 @@ struct Conn {
     sent_at: HashMap<String, Instant>,
 }
 
-type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+/// The socket, written through as a sink. It is not split into halves: the one task that owns
+/// it reads and writes in turn, and a split puts a lock in front of every frame written.
+type Sink = WebSocket;
 
 /// Serves one upgraded connection until either side closes it or the edge shuts down.
 pub async fn serve(
@@ -69,17 +71,18 @@ pub async fn serve(
 }
 
 async fn run(
-    socket: WebSocket,
+    mut socket: WebSocket,
     ctx: Arc<Context>,
     caller: Caller,
     encoding: Encoding,
     shutdown: CancellationToken,
 ) {
-    let (mut sink, mut stream) = socket.split();
-    let (push_tx, mut pushes) = mpsc::channel::<Arc<SharedFrame>>(ctx.config.outbound_capacity);
+    let (push_tx, mut pushes) = mpsc::channel::<Pushes>(ctx.config.outbound_capacity);
     let (reply_tx, mut replies) = mpsc::channel::<Reply>(ctx.config.max_inflight_requests);
     let inflight = Arc::new(Semaphore::new(ctx.config.max_inflight_requests));
-    let kicked = CancellationToken::new();
+    // Cancelled when the device is disconnected for being too slow, and with the edge's
+    // shutdown: one token for the loop to watch rather than two.
+    let kicked = shutdown.child_token();
     let session = ctx.sessions.add(&caller.user, &caller.device, encoding, push_tx, kicked.clone());
     tokio::spawn(crate::presence::connected(ctx.clone(), caller.user.clone()));
     ctx.metrics.connections.with_label_values(&["open"]).inc();
@@ -99,7 +102,7 @@ async fn run(
         epoch: ctx.config.epoch.clone(),
         heartbeat_ms: ctx.config.heartbeat.as_millis() as u64,
     });
-    let mut open = conn.write(&mut sink, &hello).await && sink.flush().await.is_ok();
+    let mut open = conn.write(&mut socket, &hello).await && socket.flush().await.is_ok();
 
     let heartbeat = ctx.config.heartbeat;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
@@ -108,40 +111,39 @@ async fn run(
     let mut farewell: Option<(u16, &'static str)> = None;
     // Made once, not per turn of the loop: a fresh one registers with the token's waiters and
     // leaves again on every wake-up, which profiles of busy fan-out showed as a cost per push.
-    let stopping = shutdown.cancelled();
-    let too_slow = kicked.cancelled();
-    tokio::pin!(stopping, too_slow);
+    let ended = kicked.cancelled();
+    tokio::pin!(ended);
     while open {
         tokio::select! {
             biased;
-            () = &mut stopping => {
-                farewell = Some((CLOSE_GOING_AWAY, "server shutting down"));
-                break;
-            }
-            () = &mut too_slow => {
-                farewell = Some((CLOSE_TOO_SLOW, "too slow to take pushes; reconnect and sync"));
+            () = &mut ended => {
+                farewell = Some(if shutdown.is_cancelled() {
+                    (CLOSE_GOING_AWAY, "server shutting down")
+                } else {
+                    (CLOSE_TOO_SLOW, "too slow to take pushes; reconnect and sync")
+                });
                 break;
             }
             Some(reply) = replies.recv() => {
-                open = conn.reply(&mut sink, reply).await;
-                open = open && conn.drain(&mut sink, &mut pushes, &mut replies).await;
+                open = conn.reply(&mut socket, reply).await;
+                open = open && conn.drain(&mut socket, &mut pushes, &mut replies).await;
             }
             Some(push) = pushes.recv() => {
-                open = conn.push(&mut sink, &push).await;
-                open = open && conn.drain(&mut sink, &mut pushes, &mut replies).await;
+                open = conn.push_all(&mut socket, &push).await;
+                open = open && conn.drain(&mut socket, &mut pushes, &mut replies).await;
             }
-            incoming = stream.next() => {
+            incoming = socket.next() => {
                 last_heard = Instant::now();
                 match incoming {
                     Some(Ok(Message::Text(text))) => {
                         let bytes = text.as_bytes();
                         open = conn
-                            .incoming(&mut sink, bytes, Encoding::Json, &reply_tx, &inflight)
+                            .incoming(&mut socket, bytes, Encoding::Json, &reply_tx, &inflight)
                             .await;
                     }
                     Some(Ok(Message::Binary(bytes))) => {
                         open = conn
-                            .incoming(&mut sink, &bytes, Encoding::MsgPack, &reply_tx, &inflight)
+                            .incoming(&mut socket, &bytes, Encoding::MsgPack, &reply_tx, &inflight)
                             .await;
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
@@ -159,7 +161,7 @@ async fn run(
                     farewell = Some((1000, "no heartbeat"));
                     break;
                 }
-                open = sink.send(Message::Ping(Default::default())).await.is_ok();
+                open = socket.send(Message::Ping(Default::default())).await.is_ok();
             }
         }
     }
@@ -173,7 +175,7 @@ async fn run(
     ctx.metrics.connections.with_label_values(&["open"]).dec();
     ctx.metrics.connections.with_label_values(&["closing"]).inc();
     if let Some((code, reason)) = farewell {
-        close(&mut sink, code, reason).await;
+        close(&mut socket, code, reason).await;
     }
     ctx.metrics.connections.with_label_values(&["closing"]).dec();
     debug!("disconnected");
@@ -217,14 +219,14 @@ impl Conn {
     async fn drain(
         &mut self,
         sink: &mut Sink,
-        pushes: &mut mpsc::Receiver<Arc<SharedFrame>>,
+        pushes: &mut mpsc::Receiver<Pushes>,
         replies: &mut mpsc::Receiver<Reply>,
     ) -> bool {
         for _ in 0..WRITE_BATCH {
             let open = if let Ok(reply) = replies.try_recv() {
                 self.reply(sink, reply).await
             } else if let Ok(push) = pushes.try_recv() {
-                self.push(sink, &push).await
+                self.push_all(sink, &push).await
             } else {
                 break;
             };
@@ -273,6 +275,16 @@ impl Conn {
                 self.write(sink, &error).await
             }
         }
+    }
+
+    /// Writes the frames of one queued push, in their order.
+    async fn push_all(&mut self, sink: &mut Sink, pushes: &[Arc<SharedFrame>]) -> bool {
+        for push in pushes {
+            if !self.push(sink, push).await {
+                return false;
+            }
+        }
+        true
     }
 
     async fn push(&mut self, sink: &mut Sink, push: &SharedFrame) -> bool {

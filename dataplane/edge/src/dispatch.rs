@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::backend::ShardLink;
-use crate::frame::SharedFrame;
+use crate::frame::{Pushes, SharedFrame};
 use crate::metrics::EdgeMetrics;
 use crate::sessions::Sessions;
 
@@ -42,9 +42,7 @@ pub async fn follow(
                     match next {
                         Some(Ok((index, batch))) => {
                             after = Some(index);
-                            for event in batch.iter() {
-                                deliver(event, &sessions, &metrics);
-                            }
+                            deliver_batch(&batch, &sessions, &metrics);
                         }
                         Some(Err(gap)) => lost(shard, gap.after, gap.oldest, &sessions, &metrics),
                         None => break,
@@ -62,9 +60,7 @@ pub async fn follow(
                 };
                 match item {
                     Some(StreamItem::Events { events, .. }) => {
-                        for event in &events {
-                            deliver(event, &sessions, &metrics);
-                        }
+                        deliver_batch(&events, &sessions, &metrics);
                     }
                     Some(StreamItem::Gap { after, oldest }) => {
                         lost(shard, after, oldest, &sessions, &metrics)
@@ -82,6 +78,45 @@ fn lost(shard: u32, after: u64, oldest: u64, sessions: &Sessions, metrics: &Edge
     warn!(shard, after, oldest, "events were lost to this edge; its devices reconnect to catch up");
     metrics.event_gaps.inc();
     sessions.kick_all();
+}
+
+/// Pushes the events of one batch (what one commit applied), in their order. Consecutive
+/// messages to the same recipients, as a busy room has, go to each connection as one push:
+/// its queue is touched and the connection woken once for all of them, not once per message.
+pub fn deliver_batch(events: &[Event], sessions: &Sessions, metrics: &EdgeMetrics) {
+    let mut rest = events;
+    while let Some(first) = rest.first() {
+        let run = match first {
+            Event::Message { recipients, .. } => rest
+                .iter()
+                .take_while(|event| {
+                    matches!(event, Event::Message { recipients: next, .. }
+                        if Arc::ptr_eq(next, recipients) || next == recipients)
+                })
+                .count(),
+            _ => 1,
+        };
+        let (now, later) = rest.split_at(run);
+        if let [Event::Message { recipients, .. }, _, ..] = now {
+            let frames: Pushes = now
+                .iter()
+                .filter_map(|event| match event {
+                    Event::Message { msg, .. } => {
+                        Some(Arc::new(SharedFrame::new(ServerFrame::Msg((**msg).clone()))))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let delivered =
+                sessions.deliver_all(recipients.iter().map(String::as_str), &frames, None);
+            for _ in now {
+                counted(delivered, metrics);
+            }
+        } else {
+            deliver(first, sessions, metrics);
+        }
+        rest = later;
+    }
 }
 
 /// Pushes one event to the devices it concerns.
@@ -109,8 +144,79 @@ pub fn deliver(event: &Event, sessions: &Sessions, metrics: &EdgeMetrics) {
             sessions.deliver([user.as_str()], &frame, None)
         }
     };
+    counted(delivered, metrics);
+}
+
+fn counted(delivered: crate::sessions::Delivered, metrics: &EdgeMetrics) {
     metrics.fanout.observe(delivered.queued as f64);
     if delivered.overflowed > 0 {
         metrics.overflows.inc_by(delivered.overflowed as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dolphin_protocol::{Body, Encoding, ErrorCode, Message, Rejected};
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+
+    fn message(conv: &str, seq: u64, recipients: &[&str]) -> Event {
+        let msg = Message {
+            conv: conv.to_owned(),
+            seq,
+            from: "ann".to_owned(),
+            device: "phone".to_owned(),
+            cid: format!("c{seq}"),
+            ts: 0,
+            body: Body::Text { text: format!("m{seq}") },
+        };
+        let recipients = recipients.iter().map(|r| (*r).to_owned()).collect();
+        Event::Message { msg: Arc::new(msg), recipients }
+    }
+
+    /// The seqs (or `rejected` as 0) of each push a connection got.
+    fn pushes(queue: &mut mpsc::Receiver<Pushes>) -> Vec<Vec<u64>> {
+        let mut got = Vec::new();
+        while let Ok(push) = queue.try_recv() {
+            let seqs = push.iter().map(|frame| match &frame.frame {
+                ServerFrame::Msg(msg) => msg.seq,
+                _ => 0,
+            });
+            got.push(seqs.collect());
+        }
+        got
+    }
+
+    #[test]
+    fn a_commit_of_one_room_is_one_push_per_connection_in_order() {
+        let sessions = Sessions::default();
+        let metrics = EdgeMetrics::register(&prometheus::Registry::new()).unwrap();
+        let mut queues = Vec::new();
+        for user in ["ann", "bob"] {
+            let (tx, rx) = mpsc::channel(16);
+            sessions.add(user, "phone", Encoding::Json, tx, CancellationToken::new());
+            queues.push(rx);
+        }
+        let rejected = Rejected {
+            conv: "g1".to_owned(),
+            cid: "x".to_owned(),
+            code: ErrorCode::Forbidden,
+            message: "no".to_owned(),
+        };
+        let events = [
+            message("g1", 1, &["ann", "bob"]),
+            message("g1", 2, &["ann", "bob"]),
+            message("g1", 3, &["ann", "bob"]),
+            Event::Rejected { user: "bob".to_owned(), rejected },
+            message("d1", 1, &["bob"]),
+            message("g1", 4, &["ann", "bob"]),
+        ];
+        deliver_batch(&events, &sessions, &metrics);
+        assert_eq!(pushes(&mut queues[0]), vec![vec![1, 2, 3], vec![4]]);
+        assert_eq!(pushes(&mut queues[1]), vec![vec![1, 2, 3], vec![0], vec![1], vec![4]]);
+        // The fan-out histogram still counts each message.
+        assert_eq!(metrics.fanout.get_sample_count(), 6);
     }
 }

@@ -1,11 +1,16 @@
 //! Frames encoded once and shared by every connection they are pushed to.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
 use dolphin_protocol::ServerFrame;
 use dolphin_protocol::codec::{self, Encoding};
+
+/// What one connection's push queue holds per item: one frame, or several in their order (the
+/// messages one commit added to a conversation), so that a connection is woken and its queue
+/// touched once for all of them.
+pub type Pushes = Arc<[Arc<SharedFrame>]>;
 
 /// A frame pushed to many connections. Each encoding is produced at most once, by the first
 /// connection that needs it, and shared by reference count after that.

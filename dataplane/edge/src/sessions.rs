@@ -8,14 +8,14 @@ use dolphin_protocol::Encoding;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::frame::SharedFrame;
+use crate::frame::{Pushes, SharedFrame};
 
 /// One connected device.
 #[derive(Debug)]
 struct Session {
     id: u64,
     device: String,
-    push: mpsc::Sender<Arc<SharedFrame>>,
+    push: mpsc::Sender<Pushes>,
     /// Cancelled to disconnect the device (its push queue overflowed).
     kick: CancellationToken,
     encoding: Encoding,
@@ -45,7 +45,7 @@ impl Sessions {
         user: &str,
         device: &str,
         encoding: Encoding,
-        push: mpsc::Sender<Arc<SharedFrame>>,
+        push: mpsc::Sender<Pushes>,
         kick: CancellationToken,
     ) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -99,6 +99,17 @@ impl Sessions {
         frame: &Arc<SharedFrame>,
         skip: Option<(&str, &str)>,
     ) -> Delivered {
+        self.deliver_all(users, &Pushes::from([frame.clone()]), skip)
+    }
+
+    /// Queues `frames`, in their order, as one push for every device of every user in
+    /// `users` except `skip`, with the overflow rule of [`Sessions::deliver`].
+    pub fn deliver_all<'a>(
+        &self,
+        users: impl IntoIterator<Item = &'a str>,
+        frames: &Pushes,
+        skip: Option<(&str, &str)>,
+    ) -> Delivered {
         let by_user = self.read();
         let mut delivered = Delivered::default();
         for user in users {
@@ -107,7 +118,7 @@ impl Sessions {
                 if skip.is_some_and(|(u, d)| u == user && d == session.device) {
                     continue;
                 }
-                match session.push.try_send(frame.clone()) {
+                match session.push.try_send(frames.clone()) {
                     Ok(()) => delivered.queued += 1,
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         session.kick.cancel();
@@ -125,8 +136,9 @@ impl Sessions {
     pub fn deliver_to_device(&self, user: &str, device: &str, frame: &Arc<SharedFrame>) {
         let by_user = self.read();
         let sessions = by_user.get(user).into_iter().flatten();
+        let frames = Pushes::from([frame.clone()]);
         for session in sessions.filter(|s| s.device == device) {
-            if let Err(mpsc::error::TrySendError::Full(_)) = session.push.try_send(frame.clone()) {
+            if let Err(mpsc::error::TrySendError::Full(_)) = session.push.try_send(frames.clone()) {
                 session.kick.cancel();
             }
         }

@@ -6,6 +6,8 @@ use std::time::Duration;
 use dolphin_protocol::ServerFrame;
 use dolphin_sequencer::server::StreamItem;
 use dolphin_state::Event;
+use futures_util::FutureExt;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -14,6 +16,10 @@ use crate::frame::{Pushes, SharedFrame};
 use crate::metrics::EdgeMetrics;
 use crate::sessions::Sessions;
 
+/// The most events delivered in one round: what a shard applied while the previous round
+/// went out is delivered together, up to this many.
+const ROUND_EVENTS: usize = 256;
+
 /// Pushes the events one shard applies to the devices connected here, until shutdown.
 ///
 /// Events come from the shard's leader when it can be found (the lowest latency) and from any
@@ -21,6 +27,10 @@ use crate::sessions::Sessions;
 /// stream resumes after the last log index delivered. If the events in between are gone,
 /// every device here is disconnected so that it reconnects and catches up: that loses no
 /// message, and it takes a replica restart at the wrong moment to happen.
+///
+/// Entries that are already applied when one arrives are taken with it and delivered as one
+/// round (see [`deliver_batch`]): a busy room costs each connection one wake-up per round
+/// rather than one per message, and nothing waits for a round to fill.
 pub async fn follow(
     shard: u32,
     link: ShardLink,
@@ -31,43 +41,82 @@ pub async fn follow(
     match link {
         ShardLink::Local(replicas) => {
             let mut after = None;
+            let mut round = Vec::new();
             while !shutdown.is_cancelled() {
                 let source = replicas.iter().find(|r| r.is_leader()).unwrap_or(&replicas[0]);
                 let mut subscription = source.subscribe(after);
-                loop {
-                    let next = tokio::select! {
+                'stream: loop {
+                    let mut next = tokio::select! {
                         () = shutdown.cancelled() => return,
                         next = subscription.next() => next,
                     };
-                    match next {
-                        Some(Ok((index, batch))) => {
-                            after = Some(index);
-                            deliver_batch(&batch, &sessions, &metrics);
+                    loop {
+                        match next {
+                            Some(Ok((index, batch))) => {
+                                after = Some(index);
+                                round.extend(batch.iter().cloned());
+                            }
+                            Some(Err(gap)) => {
+                                deliver_batch(&round, &sessions, &metrics);
+                                round.clear();
+                                lost(shard, gap.after, gap.oldest, &sessions, &metrics);
+                            }
+                            None => {
+                                deliver_batch(&round, &sessions, &metrics);
+                                round.clear();
+                                break 'stream;
+                            }
                         }
-                        Some(Err(gap)) => lost(shard, gap.after, gap.oldest, &sessions, &metrics),
-                        None => break,
+                        // Entries applied meanwhile join this round.
+                        if round.len() >= ROUND_EVENTS {
+                            break;
+                        }
+                        match subscription.next().now_or_never() {
+                            Some(ready) => next = ready,
+                            None => break,
+                        }
                     }
+                    deliver_batch(&round, &sessions, &metrics);
+                    round.clear();
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
         ShardLink::Remote(remote) => {
             let mut items = remote.follow(None);
+            let mut round = Vec::new();
             loop {
-                let item = tokio::select! {
+                let mut item = tokio::select! {
                     () = shutdown.cancelled() => return,
                     item = items.recv() => item,
                 };
-                match item {
-                    Some(StreamItem::Events { events, .. }) => {
-                        deliver_batch(&events, &sessions, &metrics);
+                loop {
+                    match item {
+                        Some(StreamItem::Events { events, .. }) => round.extend(events),
+                        Some(StreamItem::Gap { after, oldest }) => {
+                            deliver_batch(&round, &sessions, &metrics);
+                            round.clear();
+                            lost(shard, after, oldest, &sessions, &metrics);
+                        }
+                        Some(StreamItem::Heartbeat { .. }) => {}
+                        None => {
+                            deliver_batch(&round, &sessions, &metrics);
+                            debug!(shard, "stopped following events");
+                            return;
+                        }
                     }
-                    Some(StreamItem::Gap { after, oldest }) => {
-                        lost(shard, after, oldest, &sessions, &metrics)
+                    // Items received meanwhile join this round.
+                    if round.len() >= ROUND_EVENTS {
+                        break;
                     }
-                    Some(StreamItem::Heartbeat { .. }) => {}
-                    None => break,
+                    item = match items.try_recv() {
+                        Ok(ready) => Some(ready),
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => None,
+                    };
                 }
+                deliver_batch(&round, &sessions, &metrics);
+                round.clear();
             }
         }
     }
@@ -80,7 +129,7 @@ fn lost(shard: u32, after: u64, oldest: u64, sessions: &Sessions, metrics: &Edge
     sessions.kick_all();
 }
 
-/// Pushes the events of one batch (what one commit applied), in their order. Consecutive
+/// Pushes the events of one round, in their order. Consecutive
 /// messages to the same recipients, as a busy room has, go to each connection as one push:
 /// its queue is touched and the connection woken once for all of them, not once per message.
 pub fn deliver_batch(events: &[Event], sessions: &Sessions, metrics: &EdgeMetrics) {

@@ -10,7 +10,6 @@ use dolphin_edge::auth::Verifier;
 use dolphin_edge::invite::Invites;
 use dolphin_edge::{Backend, Edge, EdgeConfig};
 use dolphin_topology::Topology;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -135,8 +134,7 @@ pub async fn run(args: EdgeArgs, shutdown: CancellationToken) -> anyhow::Result<
     let registry = prometheus::Registry::new();
     let queue = args.queue.connect(&topology.epoch, topology.shards.len() as u32, None).await?;
     let edge = Edge::start(config, backend, queue, registry, shutdown.clone()).await?;
-    let listener = TcpListener::bind(args.listen)
-        .await
+    let listener = dolphin_edge::listen(args.listen)
         .with_context(|| format!("failed to listen on {}", args.listen))?;
     tokio::spawn(watch_topology(args.topology.clone(), edge.clone(), shutdown.clone()));
     dolphin_edge::serve(listener, edge.clone()).await?;

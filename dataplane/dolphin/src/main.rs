@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use dolphin::dev::{self, DevConfig};
 use dolphin::secrets;
 use dolphin_state::{DirectPolicy, Policy};
-use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 mod chat;
@@ -175,8 +174,7 @@ async fn main() -> anyhow::Result<()> {
                 calls: calls.config(),
                 presence_debounce,
             };
-            let listener = TcpListener::bind(listen)
-                .await
+            let listener = dolphin_edge::listen(listen)
                 .with_context(|| format!("failed to listen on {listen}"))?;
             let dev = dev::start(config, listener).await?;
             announce(dev.addr);

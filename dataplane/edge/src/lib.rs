@@ -25,4 +25,4 @@ pub mod social;
 
 pub use backend::{Backend, ShardLink};
 pub use config::EdgeConfig;
-pub use server::{Edge, serve};
+pub use server::{Edge, listen, serve};

@@ -12,7 +12,7 @@ use axum::routing::get;
 use dolphin_protocol::{Encoding, MSGPACK_SUBPROTOCOL, ids};
 use prometheus::{Encoder, Registry, TextEncoder};
 use serde::Deserialize;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -155,6 +155,20 @@ impl Edge {
     }
 }
 
+/// The most connections waiting to be accepted (the kernel caps it at `net.core.somaxconn`).
+/// When every device of an edge reconnects at once, a short queue overflows, and the kernel
+/// drops the connection attempts beyond it; each retries only after a second.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Listens on `addr` for devices, with an accept queue of [`LISTEN_BACKLOG`] connections
+/// (`TcpListener::bind` leaves 128, which a reconnect storm overflows).
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves `edge` on `listener` until `shutdown` fires, then stops accepting and returns.
 pub async fn serve(listener: TcpListener, edge: Edge) -> std::io::Result<()> {
     let shutdown = edge.shutdown.clone();
@@ -286,5 +300,34 @@ impl dolphin_files::Access for FileAccess {
         Box::pin(async move {
             self.backend.may_read_file(user, file).await.map_err(|error| error.to_string())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A storm of connections arriving before any is accepted all wait in the queue; with the
+    /// default queue of 128, the rest would be dropped and retried a second later.
+    #[tokio::test]
+    async fn a_reconnect_storm_waits_in_the_accept_queue() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let storm = 600;
+        let mut clients = Vec::new();
+        for _ in 0..storm {
+            clients.push(tokio::net::TcpStream::connect(addr));
+        }
+        // Connections beyond a full queue are not completed until retried: seconds.
+        let clients =
+            tokio::time::timeout(Duration::from_secs(20), futures_util::future::join_all(clients))
+                .await
+                .expect("connections beyond the accept queue were dropped");
+        assert!(clients.iter().all(Result::is_ok));
+        // Nothing was accepted while they connected: every one of them waited in the queue.
+        for _ in 0..storm {
+            let accepted = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
+            assert!(matches!(accepted, Ok(Ok(_))), "a connection of the storm was not queued");
+        }
     }
 }

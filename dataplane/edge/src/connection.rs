@@ -30,7 +30,7 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 /// Close code sent when the edge shuts down.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 
-/// The most queued frames written before one flush.
+/// The most queued items (replies, pushes) written before one flush.
 const WRITE_BATCH: usize = 64;
 
 enum Reply {

@@ -57,13 +57,11 @@ pub async fn follow(
                                 round.extend(batch.iter().cloned());
                             }
                             Some(Err(gap)) => {
-                                deliver_batch(&round, &sessions, &metrics);
-                                round.clear();
+                                deliver_round(&mut round, &sessions, &metrics);
                                 lost(shard, gap.after, gap.oldest, &sessions, &metrics);
                             }
                             None => {
-                                deliver_batch(&round, &sessions, &metrics);
-                                round.clear();
+                                deliver_round(&mut round, &sessions, &metrics);
                                 break 'stream;
                             }
                         }
@@ -76,8 +74,7 @@ pub async fn follow(
                             None => break,
                         }
                     }
-                    deliver_batch(&round, &sessions, &metrics);
-                    round.clear();
+                    deliver_round(&mut round, &sessions, &metrics);
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -85,7 +82,7 @@ pub async fn follow(
         ShardLink::Remote(remote) => {
             let mut items = remote.follow(None);
             let mut round = Vec::new();
-            loop {
+            'stream: loop {
                 let mut item = tokio::select! {
                     () = shutdown.cancelled() => return,
                     item = items.recv() => item,
@@ -94,15 +91,13 @@ pub async fn follow(
                     match item {
                         Some(StreamItem::Events { events, .. }) => round.extend(events),
                         Some(StreamItem::Gap { after, oldest }) => {
-                            deliver_batch(&round, &sessions, &metrics);
-                            round.clear();
+                            deliver_round(&mut round, &sessions, &metrics);
                             lost(shard, after, oldest, &sessions, &metrics);
                         }
                         Some(StreamItem::Heartbeat { .. }) => {}
                         None => {
-                            deliver_batch(&round, &sessions, &metrics);
-                            debug!(shard, "stopped following events");
-                            return;
+                            deliver_round(&mut round, &sessions, &metrics);
+                            break 'stream;
                         }
                     }
                     // Items received meanwhile join this round.
@@ -115,8 +110,7 @@ pub async fn follow(
                         Err(mpsc::error::TryRecvError::Disconnected) => None,
                     };
                 }
-                deliver_batch(&round, &sessions, &metrics);
-                round.clear();
+                deliver_round(&mut round, &sessions, &metrics);
             }
         }
     }
@@ -129,9 +123,15 @@ fn lost(shard: u32, after: u64, oldest: u64, sessions: &Sessions, metrics: &Edge
     sessions.kick_all();
 }
 
-/// Pushes the events of one round, in their order. Consecutive
-/// messages to the same recipients, as a busy room has, go to each connection as one push:
-/// its queue is touched and the connection woken once for all of them, not once per message.
+/// Delivers a gathered round and empties it for the next.
+fn deliver_round(round: &mut Vec<Event>, sessions: &Sessions, metrics: &EdgeMetrics) {
+    deliver_batch(round, sessions, metrics);
+    round.clear();
+}
+
+/// Pushes the events of one round, in their order. Consecutive messages to the same
+/// recipients, as a busy room has, go to each connection as one push: its queue is touched
+/// and the connection woken once for all of them, not once per message.
 pub fn deliver_batch(events: &[Event], sessions: &Sessions, metrics: &EdgeMetrics) {
     let mut rest = events;
     while let Some(first) = rest.first() {
@@ -150,9 +150,7 @@ pub fn deliver_batch(events: &[Event], sessions: &Sessions, metrics: &EdgeMetric
             let frames: Pushes = now
                 .iter()
                 .filter_map(|event| match event {
-                    Event::Message { msg, .. } => {
-                        Some(Arc::new(SharedFrame::new(ServerFrame::Msg((**msg).clone()))))
-                    }
+                    Event::Message { msg, .. } => Some(msg_frame(msg)),
                     _ => None,
                 })
                 .collect();
@@ -172,8 +170,7 @@ pub fn deliver_batch(events: &[Event], sessions: &Sessions, metrics: &EdgeMetric
 pub fn deliver(event: &Event, sessions: &Sessions, metrics: &EdgeMetrics) {
     let delivered = match event {
         Event::Message { msg, recipients } => {
-            let frame = Arc::new(SharedFrame::new(ServerFrame::Msg((**msg).clone())));
-            sessions.deliver(recipients.iter().map(String::as_str), &frame, None)
+            sessions.deliver(recipients.iter().map(String::as_str), &msg_frame(msg), None)
         }
         Event::Rejected { user, rejected } => {
             let frame = Arc::new(SharedFrame::new(ServerFrame::Rejected(rejected.clone())));
@@ -194,6 +191,10 @@ pub fn deliver(event: &Event, sessions: &Sessions, metrics: &EdgeMetrics) {
         }
     };
     counted(delivered, metrics);
+}
+
+fn msg_frame(msg: &dolphin_protocol::Message) -> Arc<SharedFrame> {
+    Arc::new(SharedFrame::new(ServerFrame::Msg(msg.clone())))
 }
 
 fn counted(delivered: crate::sessions::Delivered, metrics: &EdgeMetrics) {
